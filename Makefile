@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both build .venv first.
+VENV    ?= .venv
+PYTHON  ?= python3
+# torch and torchvision must come as a matching pair; these two lie on this project's machines' disk.
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.fxtract-installed
+PYTEST  := $(PY) -m pytest
+export TQDM_DISABLE ?= 1
+
+.PHONY: venv demo test test-slow lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks examples
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+
+test: lint
+	$(PYTEST) -m "not slow" -n 2 --dist loadgroup -q
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow -n 2 -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/naming.py
+	$(PY) benchmarks/extractor.py
+	$(PY) benchmarks/pruning.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
