@@ -160,9 +160,7 @@ def _torchvision_defaults() -> tuple[list[type], tuple[Any, ...]]:
     ops = sys.modules.get("torchvision.ops") or getattr(tv, "ops", None)
     if ops is None:
         return [], (math,)
-    leaves = [
-        obj for obj in vars(ops).values() if isinstance(obj, type) and issubclass(obj, nn.Module)
-    ]
+    leaves = [obj for obj in vars(ops).values() if isinstance(obj, type) and issubclass(obj, nn.Module)]
     return leaves, (math, ops)
 
 
@@ -275,7 +273,10 @@ class LeafModuleAwareTracer(fx.Tracer):
 
 def _has_hooks(m: nn.Module) -> bool:
     return bool(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None)
+        m._forward_hooks
+        or m._forward_pre_hooks
+        or m._backward_hooks
+        or getattr(m, "_backward_pre_hooks", None)
     )
 
 
@@ -283,7 +284,9 @@ def _hook_names(m: nn.Module) -> list[str]:
     names = []
     for kind in ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks"):
         for hook in (getattr(m, kind, None) or {}).values():
-            names.append(f"{kind.strip('_').replace('_hooks', '_hook')} {getattr(hook, '__qualname__', repr(hook))}")
+            names.append(
+                f"{kind.strip('_').replace('_hooks', '_hook')} {getattr(hook, '__qualname__', repr(hook))}"
+            )
     return names
 
 
@@ -347,7 +350,9 @@ class _BufferWriteMode(TorchFunctionMode):
         super().__init__()
         self.tracer = tracer
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None
+    ) -> Any:
         kwargs = kwargs or {}
         if (
             args
