@@ -52,8 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._naming import (
         LeafModuleAwareTracer,
         NodePathTracer,
-        _is_subseq,
-        _warn_graph_differences,
+        _is_subseq,  # noqa: F401
+        _warn_graph_differences,  # noqa: F401
         get_graph_node_names,
     )
 

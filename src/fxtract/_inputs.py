@@ -14,8 +14,9 @@ __all__ = ["normalize_inputs"]
 def normalize_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(args, kwargs)`` from the forms users pass.
 
-    Accepted: a tensor (one positional argument); a tuple or list of positional
-    arguments; a dict of keyword arguments; or ``(args_tuple, kwargs_dict)``.
+    Accepted, as in ``torch.export``: a tuple of positional arguments; a dict of
+    keyword arguments; ``(args_tuple, kwargs_dict)``; or any other object (a
+    tensor, a list of images) as the one positional argument.
 
     Example:
         >>> import torch
@@ -31,13 +32,12 @@ def normalize_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, An
         return (example_inputs,), {}
     if isinstance(example_inputs, dict):
         return (), dict(example_inputs)
-    if isinstance(example_inputs, (tuple, list)):
+    if isinstance(example_inputs, tuple) and not hasattr(example_inputs, "_fields"):
         if (
             len(example_inputs) == 2
-            and isinstance(example_inputs[0], (tuple, list))
+            and isinstance(example_inputs[0], tuple)
             and isinstance(example_inputs[1], dict)
         ):
-            return tuple(example_inputs[0]), dict(example_inputs[1])
-        return tuple(example_inputs), {}
-    # Any other single object (a list of images is a list, handled above as one arg each).
+            return example_inputs[0], dict(example_inputs[1])
+        return example_inputs, {}
     return (example_inputs,), {}
