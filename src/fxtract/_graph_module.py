@@ -1,0 +1,206 @@
+"""Stage 4, run: the ``GraphModule`` that holds a train graph and an eval graph."""
+
+from __future__ import annotations
+
+import copy
+import linecache
+import typing
+from itertools import chain
+from typing import Any, Optional
+
+import torch
+from torch import fx, nn
+from torch.fx.graph_module import _copy_attr
+
+from ._errors import FxtractTypeError
+
+__all__ = ["DualGraphModule"]
+
+
+class _Ref:
+    """A node reference inside a pickled graph."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Ref, (self.name,))
+
+
+_META_KEYS = ("fxtract_clone", "fxtract_state_update")
+
+
+def _graph_state(graph: fx.Graph) -> dict[str, Any]:
+    """A picklable description of ``graph``: its nodes and its code generator."""
+    nodes = []
+    for n in graph.nodes:
+        nodes.append(
+            (
+                n.op,
+                n.name,
+                n.target,
+                fx.node.map_arg(n.args, lambda a: _Ref(a.name)),
+                fx.node.map_arg(n.kwargs, lambda a: _Ref(a.name)),
+                n.type,
+                {k: n.meta[k] for k in _META_KEYS if k in n.meta},
+            )
+        )
+    return {"nodes": nodes, "codegen": graph._codegen}
+
+
+def _graph_from_state(state: dict[str, Any]) -> fx.Graph:
+    graph = fx.Graph()
+    graph._codegen = state["codegen"]
+    env: dict[str, fx.Node] = {}
+
+    def load(x: Any) -> Any:
+        return fx.node.map_aggregate(x, lambda a: env[a.name] if isinstance(a, _Ref) else a)
+
+    for op, name, target, args, kwargs, type_, meta in state["nodes"]:
+        node = graph.create_node(op, target, load(args), load(kwargs), name=name, type_expr=type_)
+        node.meta.update(meta)
+        env[name] = node
+    return graph
+
+
+class DualGraphModule(fx.GraphModule):
+    """An ``fx.GraphModule`` with one graph for train mode and one for eval mode.
+
+    ``train()`` / ``eval()`` switch ``self.graph``. Unlike torchvision's class of
+    the same name, it keeps both graphs and the train/eval flag through ``pickle``,
+    ``torch.save``, ``copy.deepcopy`` and ``torch.jit.script``.
+
+    Parameters and buffers are shared with the model it was built from (as in
+    torchvision); ``copy.deepcopy(extractor)`` gives an independent copy.
+
+    Example:
+        >>> import torch
+        >>> from fxtract import create_feature_extractor
+        >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+        >>> ex = create_feature_extractor(m.eval(), ["1"])
+        >>> ex.training, ex(torch.ones(1, 2))["1"].shape
+        (False, torch.Size([1, 2]))
+    """
+
+    def __init__(
+        self,
+        root: nn.Module,
+        train_graph: fx.Graph,
+        eval_graph: fx.Graph,
+        class_name: str = "GraphModule",
+        *,
+        training: bool = True,
+    ) -> None:
+        super(fx.GraphModule, self).__init__()
+        self.__class__.__name__ = class_name
+        self.train_graph = train_graph
+        self.eval_graph = eval_graph
+        for node in chain(train_graph.nodes, eval_graph.nodes):
+            if node.op in ("get_attr", "call_module"):
+                if not isinstance(node.target, str):
+                    raise FxtractTypeError(f"node {node.name} has a non-string target {node.target!r}.")
+                _copy_attr(root, self, node.target)
+        self._tracer_cls = None
+        self.training = training
+        self.graph = train_graph if training else eval_graph
+
+    def train(self, mode: bool = True) -> DualGraphModule:
+        wanted = self.train_graph if mode else self.eval_graph
+        if self.graph is not wanted:
+            self.graph = wanted
+        return super().train(mode)
+
+    # -- copies ---------------------------------------------------------------------------------
+    def _extras(self) -> dict[str, Any]:
+        skip = {"_graph", "train_graph", "eval_graph", "_code", "_in_spec", "_out_spec"}
+        keep = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in skip and not k.startswith("_") and k not in ("training", "meta")
+        }
+        keep["meta"] = getattr(self, "meta", {})
+        return keep
+
+    def _state(self) -> tuple[Any, ...]:
+        holder = nn.Module()
+        holder._modules = dict(self._modules)  # type: ignore[assignment]
+        holder._parameters = dict(self._parameters)  # type: ignore[assignment]
+        holder._buffers = dict(self._buffers)  # type: ignore[assignment]
+        return (
+            holder,
+            _graph_state(self.train_graph),
+            _graph_state(self.eval_graph),
+            type(self).__name__,
+            self.training,
+            self._extras(),
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, self._state())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DualGraphModule:
+        return _rebuild(*copy.deepcopy(self._state(), memo))
+
+    def __copy__(self) -> DualGraphModule:
+        return _rebuild(*self._state())
+
+    # -- TorchScript ----------------------------------------------------------------------------
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Script a module that branches on ``self.training`` between the two graphs.
+
+        Scripting a plain ``GraphModule`` freezes the graph current at scripting time.
+        """
+        return _ScriptableDual(self)
+
+
+def _rebuild(
+    holder: nn.Module,
+    train_state: dict[str, Any],
+    eval_state: dict[str, Any],
+    class_name: str,
+    training: bool,
+    extras: Optional[dict[str, Any]] = None,
+) -> DualGraphModule:
+    gm = DualGraphModule(
+        holder, _graph_from_state(train_state), _graph_from_state(eval_state), class_name, training=training
+    )
+    for k, v in (extras or {}).items():
+        setattr(gm, k, v)
+    return gm
+
+
+class _ScriptableDual(nn.Module):
+    """What ``torch.jit.script`` compiles for a :class:`DualGraphModule`."""
+
+    def __init__(self, dual: DualGraphModule) -> None:
+        super().__init__()
+        self.train_module = fx.GraphModule(dual, dual.train_graph, "TrainGraph")
+        self.eval_module = fx.GraphModule(dual, dual.eval_graph, "EvalGraph")
+        self.training = dual.training
+        params = []
+        for node in dual.train_graph.nodes:
+            if node.op != "placeholder":
+                continue
+            text = node.target
+            if node.type is not None:
+                text += f": {fx.node._type_repr(node.type)}"
+            if node.args:
+                text += f" = {node.args[0]!r}"
+            params.append(text)
+        names = ", ".join(str(n.target).lstrip("*") for n in dual.train_graph.nodes if n.op == "placeholder")
+        src = (
+            f"def forward(self, {', '.join(params)}):\n"
+            f"    if self.training:\n"
+            f"        return self.train_module({names})\n"
+            f"    return self.eval_module({names})\n"
+        )
+        namespace: dict[str, Any] = {"torch": torch, "typing": typing}
+        # TorchScript reads the source through linecache, as for FX's own generated code.
+        filename = f"<fxtract-scriptable-{id(self)}>"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        exec(compile(src, filename, "exec"), namespace)
+        # A per-instance class, so that TorchScript reads this forward's source.
+        cls = type(f"Scriptable{type(dual).__name__}", (_ScriptableDual,), {"forward": namespace["forward"]})
+        self.__class__ = cls

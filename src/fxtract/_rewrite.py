@@ -1,0 +1,445 @@
+"""Stage 3, rewrite: turn a traced graph into one that returns the requested values.
+
+Three passes over one ``fx.Graph``, each linear in its size:
+
+* :func:`resolve` maps each query to a value: a node by exact name, or the very
+  object a module call returned (a prefix), never "the last op inside it";
+* :func:`protect_outputs` clones a returned value only where a later in-place op
+  would change it (a light alias analysis);
+* :func:`prune` keeps exactly what the outputs need, plus the side effects of the
+  kept computation (buffer updates, grad-mode regions, checks on kept values).
+"""
+
+from __future__ import annotations
+
+import bisect
+import builtins
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional
+
+import torch
+from torch import fx, nn
+
+from ._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
+from ._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name
+from ._runtime import set_grad_enabled
+
+__all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve
+
+
+def available_names(tracer: NodePathTracer) -> list[str]:
+    """Node names, then the names of traced-through module calls (prefixes)."""
+    names = list(tracer.node_to_qualname.values())
+    names += [c.name for c in tracer.module_calls if not c.leaf]
+    return names
+
+
+def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[str, Any]:
+    """``{query: value}`` where value is an ``fx.Node`` or a structure of them.
+
+    A query is an exact node name, else the name of a module call (``layer1``, or
+    ``layer1_1`` for its second call), which resolves to what that call returned.
+    """
+    by_name = {name: node for node, name in tracer.node_to_qualname.items()}
+    calls = {c.name: c for c in tracer.module_calls}
+    out: dict[str, Any] = {}
+    for query in queries:
+        if query in by_name:
+            out[query] = by_name[query]
+        elif query in calls:
+            out[query] = _as_arg(calls[query])
+        else:
+            names = available_names(tracer)
+            raise NodeNotFoundError(
+                f"node {query!r} is not in the {mode} graph of the model.{did_you_mean(query, names)} "
+                f"List the names with fxtract.get_graph_node_names(model) (or `fxtract nodes MODEL`); "
+                "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
+            )
+    return out
+
+
+def _as_arg(call: ModuleCall) -> Any:
+    def unwrap(x: Any) -> Any:
+        return x.node if isinstance(x, fx.Proxy) else x
+
+    try:
+        return fx.node.map_aggregate(call.output, unwrap)
+    except Exception as e:  # pragma: no cover - exotic containers
+        raise FxtractTypeError(
+            f"module call {call.name!r} returned a {type(call.output).__name__}, which an FX graph cannot "
+            "return; request the nodes inside it instead, or use strategy='hooks'."
+        ) from e
+
+
+def build_output(graph: fx.Graph, outputs: Mapping[str, Any]) -> fx.Node:
+    """Replace the graph's output with ``{key: value}`` (insertion order kept)."""
+    old = [n for n in graph.nodes if n.op == "output"]
+    for n in old:
+        graph.erase_node(n)
+    return graph.output(dict(outputs))
+
+
+# ---------------------------------------------------------------------------------------------
+# alias analysis (shared by protect_outputs and prune)
+
+# Ops whose result never shares memory with an input.
+_FRESH = {
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "div",
+    "floordiv",
+    "mod",
+    "matmul",
+    "mm",
+    "bmm",
+    "pow",
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "relu6",
+    "gelu",
+    "silu",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "leaky_relu",
+    "elu",
+    "mish",
+    "softmax",
+    "log_softmax",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose2d",
+    "linear",
+    "layer_norm",
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "cat",
+    "concat",
+    "stack",
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "std",
+    "var",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "interpolate",
+    "clone",
+    "scaled_dot_product_attention",
+    "einsum",
+    "baddbmm",
+    "addmm",
+    "cumsum",
+    "normalize",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "where",
+    "zeros_like",
+    "ones_like",
+    "randn_like",
+    "arange",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
+    "rand",
+    "randn",
+    "tensor",
+    "softplus",
+    "erf",
+    "cos",
+    "sin",
+    "sign",
+    "round",
+    "floor",
+    "ceil",
+    "clamp",
+    "pad",
+    "roll",
+    "embedding",
+}
+
+# Modules whose output is a new tensor (those with an `inplace` flag are decided by it).
+_FRESH_MODULES: tuple[type, ...] = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.Bilinear,
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.Upsample,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.PReLU,
+    nn.Softplus,
+)
+
+# Container-returning ops: clone their elements, not the container.
+_CONTAINER_OPS = {
+    "chunk",
+    "split",
+    "unbind",
+    "tensor_split",
+    "split_with_sizes",
+    "topk",
+    "sort",
+    "max",
+    "min",
+}
+
+
+def _op_name(node: fx.Node) -> str:
+    if node.op == "call_method":
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def _first_leaf(m: nn.Module) -> Optional[nn.Module]:
+    for child in m.modules():
+        if child is not m and not any(True for _ in child.children()):
+            return child
+    return None
+
+
+class _Aliases:
+    """Which "storage roots" each node may share memory with, and which roots it mutates."""
+
+    def __init__(self, graph: fx.Graph, root: nn.Module) -> None:
+        self.roots: dict[fx.Node, frozenset[fx.Node]] = {}
+        self.mutates: dict[fx.Node, frozenset[fx.Node]] = {}
+        modules = dict(root.named_modules())
+        for node in graph.nodes:
+            self._visit(node, modules)
+
+    def _inputs_roots(self, node: fx.Node) -> frozenset[fx.Node]:
+        out: set[fx.Node] = set()
+        for inp in node.all_input_nodes:
+            out |= self.roots.get(inp, frozenset())
+        return frozenset(out)
+
+    def _visit(self, node: fx.Node, modules: dict[str, nn.Module]) -> None:
+        first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        first_roots = self.roots.get(first, frozenset()) if first is not None else frozenset()
+        if node.op in ("placeholder", "get_attr"):
+            self.roots[node] = frozenset((node,))
+            return
+        if node.op == "output":
+            return
+        if node.op == "call_module":
+            m = modules.get(str(node.target))
+            inplace = getattr(m, "inplace", None)
+            if inplace is True or (inplace is None and getattr(_first_leaf(m), "inplace", False) is True):
+                self.mutates[node] = first_roots
+                self.roots[node] = first_roots | {node}
+            elif inplace is False or isinstance(m, _FRESH_MODULES):
+                self.roots[node] = frozenset((node,))
+            else:
+                self.roots[node] = self._inputs_roots(node) | {node}
+            return
+        name = _op_name(node)
+        out_kw = node.kwargs.get("out")
+        if isinstance(out_kw, fx.Node):
+            self.mutates[node] = self.roots.get(out_kw, frozenset())
+            self.roots[node] = self.mutates[node]
+        elif (
+            is_inplace_name(name)
+            or node.target in _INPLACE_DUNDERS.values()
+            or node.kwargs.get("inplace") is True
+        ):
+            self.mutates[node] = first_roots
+            self.roots[node] = first_roots | {node}
+        elif name in _FRESH:
+            self.roots[node] = frozenset((node,))
+        else:
+            self.roots[node] = self._inputs_roots(node) | {node}
+
+
+# ---------------------------------------------------------------------------------------------
+# protect_outputs
+
+
+def _is_container(node: fx.Node) -> bool:
+    return node.op in ("call_function", "call_method") and _op_name(node) in _CONTAINER_OPS
+
+
+def protect_outputs(graph: fx.Graph, root: nn.Module) -> int:
+    """Clone each returned node that a later in-place op would change; return the clone count."""
+    output = next(n for n in reversed(graph.nodes) if n.op == "output")
+    returned: list[fx.Node] = []
+    fx.node.map_arg(output.args, returned.append)
+    if not returned:
+        return 0
+    aliases = _Aliases(graph, root)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    # For each root, the position of the last in-place op on it.
+    last_write: dict[fx.Node, int] = {}
+    for m, roots in aliases.mutates.items():
+        for r in roots:
+            last_write[r] = max(last_write.get(r, -1), order[m])
+    clones: dict[fx.Node, fx.Node] = {}
+    for node in dict.fromkeys(returned):
+        if any(last_write.get(r, -1) > order[node] for r in aliases.roots.get(node, ())):
+            with graph.inserting_after(node):
+                if _is_container(node):
+                    from ._runtime import clone_tree
+
+                    clones[node] = graph.call_function(clone_tree, (node,))
+                else:
+                    clones[node] = graph.call_method("clone", (node,))
+            clones[node].meta["fxtract_clone"] = True
+    if clones:
+        output.args = fx.node.map_arg(output.args, lambda n: clones.get(n, n))
+    return len(clones)
+
+
+# ---------------------------------------------------------------------------------------------
+# prune
+
+_CHEAP_METHODS = {"dim", "size", "numel", "ndimension", "is_contiguous", "get_device", "nelement", "__len__"}
+_CHEAP_ATTRS = {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout", "is_sparse"}
+_CHECKS = {torch._assert}
+for _name in ("_assert_async", "_check", "_check_is_size", "_check_index", "_check_value", "_check_type"):
+    if hasattr(torch, _name):
+        _CHECKS.add(getattr(torch, _name))
+
+
+class PruneStats(dict):
+    """``{"nodes_before", "nodes_after", "compute_before", "compute_after"}``."""
+
+
+def _is_compute(node: fx.Node) -> bool:
+    return node.op in ("call_module", "call_function", "call_method") and node.target is not set_grad_enabled
+
+
+def _is_cheap(node: fx.Node) -> bool:
+    if node.op in ("placeholder", "get_attr"):
+        return True
+    if node.op == "call_method":
+        return node.target in _CHEAP_METHODS
+    if node.op == "call_function":
+        if node.target is builtins.getattr:
+            return len(node.args) > 1 and node.args[1] in _CHEAP_ATTRS
+        mod = getattr(node.target, "__module__", None)
+        return node.target is builtins.len or mod in ("_operator", "operator", "math", "builtins")
+    return False
+
+
+def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStats:
+    """Erase every node the outputs do not need, keeping the kept computation's side effects.
+
+    * data dependencies of the output, and in-place ops whose effect a kept node reads;
+    * checks (``torch._assert``...) that guard a module call with kept computation, when
+      they need no computation beyond cheap shape/dtype glue;
+    * state updates (in-place ops on buffers or inputs) of module calls with kept computation;
+    * ``no_grad`` / ``enable_grad`` regions that contain a kept node.
+    """
+    nodes = list(graph.nodes)
+    stats = PruneStats(nodes_before=len(nodes), compute_before=sum(_is_compute(n) for n in nodes))
+    aliases = _Aliases(graph, root)
+    scope = tracer.node_to_call
+
+    kept: set[fx.Node] = set()
+    needed: set[fx.Node] = set()
+    live: set[fx.Node] = set()  # roots read by kept nodes later in the graph
+    for node in reversed(nodes):
+        if not (
+            node.op in ("output", "placeholder")
+            or node in needed
+            or (node in aliases.mutates and aliases.mutates[node] & live)
+        ):
+            continue
+        kept.add(node)
+        for inp in node.all_input_nodes:
+            needed.add(inp)
+            live |= aliases.roots.get(inp, frozenset())
+
+    def mark_scopes() -> set[int]:
+        out: set[int] = set()
+        for n in kept:
+            if _is_compute(n) and n in scope:
+                out.update(id(c) for c in scope[n].ancestors())
+        return out
+
+    active = mark_scopes()
+
+    def in_active_scope(n: fx.Node) -> bool:
+        return id(scope.get(n, tracer._root_call)) in active
+
+    def closure(n: fx.Node, cheap_only: bool) -> Optional[set[fx.Node]]:
+        out, stack = set(), [n]
+        while stack:
+            cur = stack.pop()
+            if cur in kept or cur in out:
+                continue
+            if cheap_only and cur is not n and not _is_cheap(cur):
+                return None
+            out.add(cur)
+            stack.extend(cur.all_input_nodes)
+        return out
+
+    for node in nodes:
+        if node in kept or node.op not in ("call_function", "call_method", "call_module"):
+            continue
+        external = any(r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ()))
+        if external or node.meta.get("fxtract_state_update"):
+            add = closure(node, cheap_only=False) if in_active_scope(node) else None
+        elif node.target in _CHECKS or (node.target is not set_grad_enabled and node.is_impure()):
+            add = closure(node, cheap_only=True) if in_active_scope(node) else None
+        else:
+            add = None
+        if add:
+            kept.update(add)
+
+    # Grad-mode regions: an enter node returns the previous mode, its exit node restores it.
+    order = {n: i for i, n in enumerate(nodes)}
+    kept_positions = sorted(order[n] for n in kept if _is_compute(n))
+    for node in nodes:
+        if node.target is set_grad_enabled and node.args and isinstance(node.args[0], fx.Node):
+            enter, exit_ = node.args[0], node
+            lo, hi = order[enter], order[exit_]
+            if any(lo < p < hi for p in _between(kept_positions, lo, hi)):
+                kept.update((enter, exit_))
+
+    for node in reversed(nodes):
+        if node not in kept:
+            graph.erase_node(node)
+    remaining = list(graph.nodes)
+    stats.update(nodes_after=len(remaining), compute_after=sum(_is_compute(n) for n in remaining))
+    return stats
+
+
+def _between(sorted_positions: list[int], lo: int, hi: int) -> list[int]:
+    i = bisect.bisect_right(sorted_positions, lo)
+    return sorted_positions[i : i + 1] if i < len(sorted_positions) and sorted_positions[i] < hi else []
