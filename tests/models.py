@@ -145,3 +145,149 @@ class Containers(nn.Module):
     def forward(self, x):
         a, b = self.pair(x)
         return self.early(a + b)
+
+
+class DeepInt(nn.Module):
+    """FX cannot trace ``int(x.shape[0])`` inside ``inner``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.inner = nn.Sequential(IntShape(), nn.ReLU())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.inner(self.stem(x)))
+
+
+class IntShape(nn.Module):
+    def forward(self, x):
+        n = int(x.shape[0])
+        return x * n
+
+
+class TrainEval(nn.Module):
+    """torchvision's train/eval fixture: control flow on ``self.training``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(p=1.0)
+
+    def forward(self, x):
+        x = x.mean()
+        x = self.dropout(x)
+        if self.training:
+            x += 100
+        else:
+            x *= 0
+        x -= 0
+        return x
+
+
+class NoneTrain(nn.Module):
+    """A model whose ``train()`` returns None (torchvision crashes on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def train(self, mode=True):
+        super().train(mode)
+
+    def forward(self, x):
+        return self.bn(self.fc(x))
+
+
+class GradRegions(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.scale = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        y = self.a(x)
+        with torch.no_grad():
+            z = self.b(y)
+        with torch.enable_grad():
+            w = y * self.scale
+        return y + z + w
+
+
+class Counter(nn.Module):
+    """Updates a buffer in place on every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.fc = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+
+    def forward(self, x):
+        self.count += 1
+        return self.fc2(self.fc(x))
+
+
+class HookedBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Inner()
+        self.seen = []
+        self.block.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.seen.append(output.detach().numpy().sum())
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class Asserts(nn.Module):
+    """Checks before, inside and after the requested outputs (``one``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.one = CheckedLinear()
+        self.two = CheckedLinear()
+
+    def forward(self, x):
+        torch._assert(x.dim() == 2, "input must be 2-D")
+        x = self.one(x)
+        x = self.two(x)
+        torch._assert(x.sum() > -1e9, "late check on pruned compute")
+        return x
+
+
+class CheckedLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        torch._assert(x.shape[-1] == 4, "expected 4 features")
+        return self.fc(x)
+
+
+class AxB(nn.Module):
+    """torchvision's regex lookup accepts 'a.b' for a module named 'axb'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.axb = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.axb(x)
+
+
+class InplaceInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        z = y.view(-1)
+        z.mul_(2)
+        y.add_(1)
+        return torch.relu_(y)

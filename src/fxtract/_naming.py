@@ -508,8 +508,9 @@ class NodePathTracer(LeafModuleAwareTracer):
     def _buffer_write(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> fx.Proxy:
         """Record an in-place op on a buffer (``self.count += 1``) instead of running it now."""
         name = func.__name__
-        attr = self.graph.create_node("get_attr", self._buffer_names[id(args[0])], (), {})
-        self.node_to_call[attr] = self._scope
+        node = self.graph.create_node("get_attr", self._buffer_names[id(args[0])], (), {})
+        self.node_to_call[node] = self._scope
+        attr = self.proxy(node)
         rest = tuple(args[1:])
         if name in _INPLACE_DUNDERS:
             proxy = self.create_proxy("call_function", _INPLACE_DUNDERS[name], (attr, *rest), kwargs)
@@ -517,7 +518,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             proxy = self.create_proxy("call_method", name, (attr, *rest), kwargs)
         else:
             proxy = self.create_proxy("call_function", func, (attr, *rest), kwargs)
-        proxy.node.meta["fxtract_state_update"] = attr.target
+        proxy.node.meta["fxtract_state_update"] = node.target
         return proxy
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

@@ -369,6 +369,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     stats = PruneStats(nodes_before=len(nodes), compute_before=sum(_is_compute(n) for n in nodes))
     aliases = _Aliases(graph, root)
     scope = tracer.node_to_call
+    modules = dict(root.named_modules())
 
     kept: set[fx.Node] = set()
     needed: set[fx.Node] = set()
@@ -415,7 +416,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
         external = any(r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ()))
         if external or node.meta.get("fxtract_state_update"):
             add = closure(node, cheap_only=False) if in_active_scope(node) else None
-        elif node.target in _CHECKS or (node.target is not set_grad_enabled and node.is_impure()):
+        elif node.target in _CHECKS or _is_impure(node, modules):
             add = closure(node, cheap_only=True) if in_active_scope(node) else None
         else:
             add = None
@@ -438,6 +439,14 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     remaining = list(graph.nodes)
     stats.update(nodes_after=len(remaining), compute_after=sum(_is_compute(n) for n in remaining))
     return stats
+
+
+def _is_impure(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.target is set_grad_enabled:
+        return False
+    if node.op == "call_module":
+        return bool(getattr(modules.get(str(node.target)), "_is_impure", False))
+    return node.is_impure()
 
 
 def _between(sorted_positions: list[int], lo: int, hi: int) -> list[int]:
