@@ -81,7 +81,7 @@ def test_unknown_name_suggests_and_names_mode():
 
 
 def test_regex_lookalike_is_not_accepted():
-    with pytest.raises(NodeNotFoundError, match="'a.b'.*Did you mean 'axb'"):
+    with pytest.raises(NodeNotFoundError, match=r"'a.b'.*Did you mean 'axb'"):
         extract(M.AxB(), ["a.b"])
 
 
