@@ -167,6 +167,16 @@ def expand_queries(tracer: NodePathTracer, queries: Mapping[str, str], mode: str
     return out
 
 
+def _rename_constants(graph: fx.Graph, constants: dict[str, Any]) -> dict[str, Any]:
+    renamed = {}
+    for node in graph.nodes:
+        if node.op == "get_attr" and node.target in constants:
+            new = f"{node.target}_eval"
+            renamed[new] = constants[node.target]
+            node.target = new
+    return renamed
+
+
 def _is_pattern(query: str) -> bool:
     return query.startswith("re:") or any(c in query for c in "*?[")
 
@@ -209,8 +219,17 @@ def build_fx_extractor(
             + ". Make those modules leaves (tracer_kwargs={'leaf_modules': [...]}) to keep their hooks.",
             stacklevel=3,
         )
+    # Both traces name their constants _tensor_constant0...: give the eval graph's their own names.
+    train_constants = traced["train"][0].tensor_constants
+    eval_constants = _rename_constants(graphs["eval"], traced["eval"][0].tensor_constants)
+    constants = {**train_constants, **eval_constants}
     gm = DualGraphModule(
-        model, graphs["train"], graphs["eval"], class_name=type(model).__name__, training=model.training
+        model,
+        graphs["train"],
+        graphs["eval"],
+        class_name=type(model).__name__,
+        training=model.training,
+        constants=constants,
     )
     gm.strategy = "fx"
     gm.train_return_nodes = resolved["train"]

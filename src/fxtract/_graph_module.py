@@ -92,16 +92,21 @@ class DualGraphModule(fx.GraphModule):
         class_name: str = "GraphModule",
         *,
         training: bool = True,
+        constants: Optional[dict[str, torch.Tensor]] = None,
     ) -> None:
         super(fx.GraphModule, self).__init__()
         self.__class__.__name__ = class_name
         self.train_graph = train_graph
         self.eval_graph = eval_graph
+        constants = constants or {}
         for node in chain(train_graph.nodes, eval_graph.nodes):
             if node.op in ("get_attr", "call_module"):
                 if not isinstance(node.target, str):
                     raise FxtractTypeError(f"node {node.name} has a non-string target {node.target!r}.")
-                _copy_attr(root, self, node.target)
+                if node.target in constants:
+                    self.register_buffer(node.target, constants[node.target])
+                else:
+                    _copy_attr(root, self, node.target)
         self._tracer_cls = None
         self.training = training
         self.graph = train_graph if training else eval_graph

@@ -405,6 +405,7 @@ class NodePathTracer(LeafModuleAwareTracer):
         self.module_calls: list[ModuleCall] = []
         self.skipped_hooks: list[str] = []
         self.grad_mode_nodes: list[fx.Node] = []
+        self.tensor_constants: dict[str, torch.Tensor] = {}
         paths = [name for name, _ in root.named_modules()] if root is not None else []
         self._call_namer = _UniqueNamer(paths)
         self._tv_namer = _TorchvisionNamer() if self.naming == "torchvision" else None
@@ -421,9 +422,14 @@ class NodePathTracer(LeafModuleAwareTracer):
         self._reset(root)
         self.check_leaf_patterns(root)
         snapshot = _ModelSnapshot(root)
+        before = set(root.__dict__)
         try:
             with self._patches():
                 graph = super().trace(root, concrete_args)
+            # FX stores tensor constants on the root; keep them here, off the user's model.
+            self.tensor_constants = {
+                k: v for k, v in root.__dict__.items() if k not in before and isinstance(v, torch.Tensor)
+            }
         except TraceError:
             raise
         except Exception as e:
