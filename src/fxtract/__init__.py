@@ -30,12 +30,17 @@ _LAZY = {
     "_warn_graph_differences": "_naming",
     "create_feature_extractor": "_extractor",
     "DualGraphModule": "_graph_module",
+    "describe": "_describe",
+    "feature_info": "_describe",
+    "NodeInfo": "_describe",
+    "select_nodes": "_select",
 }
 
 __all__ = [
     "DualGraphModule",
     "FxtractError",
     "LeafModuleAwareTracer",
+    "NodeInfo",
     "NodeNotFoundError",
     "NodePathTracer",
     "ReturnNodesError",
@@ -43,10 +48,14 @@ __all__ = [
     "TraceError",
     "__version__",
     "create_feature_extractor",
+    "describe",
+    "feature_info",
     "get_graph_node_names",
+    "select_nodes",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._describe import NodeInfo, describe, feature_info
     from ._extractor import create_feature_extractor
     from ._graph_module import DualGraphModule
     from ._naming import (
@@ -56,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
         _warn_graph_differences,  # noqa: F401
         get_graph_node_names,
     )
+    from ._select import select_nodes
 
 
 def __getattr__(name: str) -> Any:

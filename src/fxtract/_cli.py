@@ -1,0 +1,383 @@
+"""The ``fxtract`` command line: list and describe the nodes of a model.
+
+A thin layer over the public API. torch is imported only inside command bodies,
+so ``fxtract --help`` answers at once. Data goes to stdout, information to stderr;
+a user mistake is one ``Error: ...`` line and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+from . import __version__
+from ._errors import FxtractError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._describe import NodeInfo
+    from ._models import LoadedModel
+
+__all__ = ["main"]
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+MODES = ("train", "eval", "both")
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn fxtract's errors (user mistakes) into click's one-line ``Error: ...``."""
+    try:
+        yield
+    except FxtractError as e:
+        raise click.ClickException(" ".join(str(e).split())) from None
+
+
+class _BadParameter(click.BadParameter):
+    """A bad option value, shown as one ``Error: ...`` line (no usage banner)."""
+
+    def show(self, file: Any = None) -> None:
+        click.ClickException.show(self, file)
+
+
+class _UsageError(click.UsageError):
+    """A wrong combination of options, shown as one ``Error: ...`` line."""
+
+    def show(self, file: Any = None) -> None:
+        click.ClickException.show(self, file)
+
+
+def _parse_input_size(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Any:
+    if value is None:
+        return None
+    from ._models import parse_input_size
+
+    try:
+        return parse_input_size(value)
+    except FxtractError as e:
+        raise _BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+def _model_options(func: Any) -> Any:
+    """MODEL, --input-size, --weights and --mode, shared by every command."""
+    func = click.option(
+        "--mode",
+        type=click.Choice(MODES),
+        default="eval",
+        show_default=True,
+        help="Graph to use: traced in train mode, in eval mode, or both (their union).",
+    )(func)
+    func = click.option(
+        "--weights",
+        metavar="DEFAULT|PATH",
+        default=None,
+        show_default="none: random weights, offline",
+        help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
+    )(func)
+    func = click.option(
+        "--input-size",
+        metavar="C,H,W",
+        callback=_parse_input_size,
+        default=None,
+        show_default="the model's config, else 3,224,224",
+        help="Size of one input sample; a batch dim of 1 is added.",
+    )(func)
+    func = click.argument("model", metavar="MODEL")(func)
+    return func
+
+
+def _load(spec: str, weights: Optional[str]) -> LoadedModel:
+    from ._models import load_model
+
+    click.echo(f"fxtract: loading {spec} ...", err=True)
+    loaded = load_model(spec, weights=weights)
+    n_params = sum(p.numel() for p in loaded.model.parameters())
+    click.echo(f"fxtract: {type(loaded.model).__name__}, {_count(n_params)} parameters", err=True)
+    return loaded
+
+
+def _input(loaded: LoadedModel, input_size: Optional[tuple[int, ...]]) -> Any:
+    from ._models import example_input
+
+    size = input_size or loaded.input_size
+    click.echo(f"fxtract: input shape {_shape((1, *size))} (shapes from fake tensors)", err=True)
+    return example_input(size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _shapes(info: NodeInfo) -> str:
+    return ", ".join(_shape(s) for s in info.shapes) if info.shapes else "-"
+
+
+def _dtypes(info: NodeInfo) -> str:
+    return ", ".join(dict.fromkeys(info.dtypes)) if info.dtypes else "-"
+
+
+def _table(rows: list[list[str]], header: Optional[list[str]] = None, right: Sequence[int] = ()) -> str:
+    """Rows as aligned columns (``right``: indices of right-aligned columns)."""
+    all_rows = ([header] if header else []) + rows
+    if not all_rows:
+        return ""
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(all_rows[0]))]
+    lines = []
+    for row in all_rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _modes_note(info: NodeInfo) -> str:
+    return "" if info.modes == "both" else f"{info.modes} only"
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="fxtract")
+def main() -> None:
+    """List, describe and choose the intermediate nodes of a PyTorch model.
+
+    MODEL is torchvision:NAME, timm:NAME or path/to/file.py:FACTORY (a function
+    or class called with no arguments). Weights are random unless --weights
+    says otherwise, so nothing is downloaded by default.
+
+    \b
+    Examples:
+      fxtract nodes torchvision:resnet18
+      fxtract nodes timm:convnext_atto --tree --depth 2
+      fxtract describe torchvision:resnet18 --nodes 'layer*.relu*'
+    """
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, short_help="List node names in execution order.")
+@_model_options
+@click.option("--shapes", is_flag=True, help="Add output shapes (fake tensors: no real forward).")
+@click.option(
+    "--filter",
+    "filters",
+    metavar="PATTERN",
+    multiple=True,
+    help="Only names matching: exact, glob ('layer*.relu*') or 're:REGEX'. Repeatable.",
+)
+@click.option("--modules", is_flag=True, help="Also list module calls FX traces through (layer1, layer1.0).")
+@click.option("--tree", is_flag=True, help="Print the module hierarchy with output shapes.")
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="all levels",
+    help="With --tree: hide modules deeper than this.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def nodes(
+    model: str,
+    input_size: Optional[tuple[int, ...]],
+    weights: Optional[str],
+    mode: str,
+    shapes: bool,
+    filters: tuple[str, ...],
+    modules: bool,
+    tree: bool,
+    depth: Optional[int],
+    as_json: bool,
+) -> None:
+    """List the node names of MODEL in execution order (what create_feature_extractor takes).
+
+    \b
+    Example:
+      fxtract nodes torchvision:resnet18 --shapes --filter 'layer4.*'
+    """
+    if depth is not None and not tree:
+        raise _UsageError("--depth only applies with --tree.")
+    with _user_errors():
+        from ._describe import describe
+
+        loaded = _load(model, weights)
+        example = _input(loaded, input_size) if (shapes or tree) else None
+        if tree:
+            infos = describe(loaded.model, example, nodes="*", mode=mode, tracer_kwargs=loaded.tracer_kwargs)
+            _print_tree(loaded, _with_ancestors(infos, filters), depth, as_json)
+            return
+        patterns: Any = list(filters) if filters else ("*" if modules else None)
+        infos = describe(loaded.model, example, nodes=patterns, mode=mode, tracer_kwargs=loaded.tracer_kwargs)
+        if as_json:
+            keep_shapes = shapes
+            _json([_info_dict(i, keep_shapes) for i in infos])
+            return
+        rows = []
+        for info in infos:
+            row = [info.name]
+            if shapes:
+                row.append(_shapes(info))
+            if mode == "both":
+                row.append(_modes_note(info))
+            rows.append(row)
+        click.echo(_table(rows))
+
+
+@main.command(
+    name="describe",
+    context_settings=CONTEXT_SETTINGS,
+    short_help="Table of nodes: kind, target, shape, dtype, params.",
+)
+@_model_options
+@click.option(
+    "--nodes",
+    "patterns",
+    metavar="PATTERN",
+    multiple=True,
+    show_default="every node",
+    help="Nodes to describe: exact name, glob ('layer*.relu*') or 're:REGEX'. Repeatable.",
+)
+@click.option("--exclude", metavar="PATTERN", multiple=True, help="Leave out these nodes. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def describe_command(
+    model: str,
+    input_size: Optional[tuple[int, ...]],
+    weights: Optional[str],
+    mode: str,
+    patterns: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Print a table of MODEL's nodes: kind, target, output shape, dtype, parameters.
+
+    Shapes come from running the graph on fake tensors: no real forward, no
+    activation memory, so huge models are described quickly.
+
+    \b
+    Example:
+      fxtract describe torchvision:resnet18 --nodes 'layer*' --exclude 're:.*bn\\d'
+    """
+    with _user_errors():
+        from ._describe import describe
+
+        loaded = _load(model, weights)
+        example = _input(loaded, input_size)
+        infos = describe(
+            loaded.model,
+            example,
+            nodes=list(patterns) or None,
+            exclude=exclude,
+            mode=mode,
+            tracer_kwargs=loaded.tracer_kwargs,
+        )
+        if as_json:
+            _json([i.to_dict() for i in infos])
+            return
+        header = ["name", "kind", "target", "shape", "dtype", "params"]
+        if mode == "both":
+            header.append("modes")
+        rows = []
+        for info in infos:
+            params = f"{info.params:,}" if info.kind == "module" else "-"
+            row = [info.name, info.kind, info.target, _shapes(info), _dtypes(info), params]
+            if mode == "both":
+                row.append(info.modes)
+            rows.append(row)
+        click.echo(_table(rows, header, right=(5,)))
+
+
+def _info_dict(info: NodeInfo, with_shapes: bool) -> dict[str, Any]:
+    data = info.to_dict()
+    if not with_shapes:
+        del data["shapes"], data["dtypes"]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# --tree
+
+
+def _with_ancestors(infos: list[NodeInfo], filters: Sequence[str]) -> list[NodeInfo]:
+    """The infos matching ``filters`` and the module calls that enclose them."""
+    if not filters:
+        return infos
+    from ._select import select_nodes
+
+    by_name = {i.name: i for i in infos}
+    keep = set(select_nodes(list(filters), list(by_name), strict=True))
+    for name in list(keep):
+        parent = by_name[name].parent
+        while parent and parent not in keep:
+            keep.add(parent)
+            parent = by_name[parent].parent if parent in by_name else ""
+    return [i for i in infos if i.name in keep]
+
+
+def _print_tree(loaded: LoadedModel, infos: list[NodeInfo], depth: Optional[int], as_json: bool) -> None:
+    calls = [i for i in infos if i.kind == "module"]
+    children: dict[str, list[NodeInfo]] = {}
+    for info in calls:
+        children.setdefault(info.parent, []).append(info)
+    root_params = sum(p.numel() for p in loaded.model.parameters())
+    root_name = type(loaded.model).__name__
+
+    def count(name: str) -> int:
+        return sum(1 + count(c.name) for c in children.get(name, ()))
+
+    if as_json:
+
+        def node(info: NodeInfo, level: int) -> dict[str, Any]:
+            data = {k: v for k, v in info.to_dict().items() if k in ("name", "target", "shapes", "params")}
+            kids = children.get(info.name, [])
+            if depth is not None and level >= depth:
+                data["hidden"] = count(info.name)
+                kids = []
+            data["children"] = [node(c, level + 1) for c in kids]
+            return data
+
+        _json(
+            {
+                "name": "",
+                "target": root_name,
+                "params": root_params,
+                "children": [node(c, 1) for c in children.get("", [])],
+            }
+        )
+        return
+
+    rows = [[root_name, "", "", f"{root_params:,}", ""]]
+
+    def walk(name: str, prefix: str, level: int) -> None:
+        kids = children.get(name, [])
+        for k, info in enumerate(kids):
+            last = k == len(kids) - 1
+            hidden = count(info.name) if depth is not None and level >= depth else 0
+            rows.append(
+                [
+                    prefix + ("└─ " if last else "├─ ") + info.name,
+                    info.target,
+                    _shapes(info),
+                    f"{info.params:,}",
+                    f"(+{hidden} inside)" if hidden else "",
+                ]
+            )
+            if not hidden:
+                walk(info.name, prefix + ("   " if last else "│  "), level + 1)
+
+    walk("", "", 1)
+    click.echo(_table(rows, right=(3,)))
