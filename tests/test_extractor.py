@@ -403,3 +403,8 @@ def test_feature_extraction_matches_intermediate_layer_getter():
     assert list(a) == list(b)
     for k in a:
         assert a[k].equal(b[k])
+
+
+def test_feature_info_on_the_extractor():
+    ex = extract(build("resnet18"), ["layer1", "layer4"], example_inputs=torch.randn(1, 3, 224, 224))
+    assert [(f["num_chs"], f["reduction"]) for f in ex.feature_info] == [(64, 4), (512, 32)]

@@ -69,6 +69,45 @@ def create(
     strategy: str,
     example_inputs: Any,
 ) -> nn.Module:
+
+    extractor = _create(
+        model,
+        train_nodes,
+        eval_nodes,
+        tracer_kwargs=tracer_kwargs,
+        suppress_diff_warning=suppress_diff_warning,
+        concrete_args=concrete_args,
+        naming=naming,
+        strategy=strategy,
+        example_inputs=example_inputs,
+    )
+    extractor.feature_info = None
+    if example_inputs is not None and getattr(extractor, "strategy", None) == "fx":
+        from ._describe import feature_info
+
+        # timm-style channels / reduction of the eval outputs, from fake tensors (no forward).
+        try:
+            infos = feature_info(model, list(eval_nodes), example_inputs, tracer_kwargs=tracer_kwargs)
+        except Exception as e:  # describe is best-effort here; the extractor itself is fine
+            warnings.warn(f"feature_info unavailable: {_short(e)}", stacklevel=3)
+        else:
+            keys = {q: k for q, k in eval_nodes.items()}
+            extractor.feature_info = [{**i, "key": keys.get(i["name"], i["name"])} for i in infos]
+    return extractor
+
+
+def _create(
+    model: nn.Module,
+    train_nodes: Mapping[str, str],
+    eval_nodes: Mapping[str, str],
+    *,
+    tracer_kwargs: Optional[dict[str, Any]],
+    suppress_diff_warning: bool,
+    concrete_args: Optional[dict[str, Any]],
+    naming: str,
+    strategy: str,
+    example_inputs: Any,
+) -> nn.Module:
     from ._extractor import build_fx_extractor
 
     check_strategy(strategy)
