@@ -1,8 +1,8 @@
 """Shared helpers for the fxtract benchmarks (timing, models, tables).
 
 Every benchmark measures fxtract and its peer (torchvision) in the same process,
-round-robin: each repetition runs every contender once, in an order rotated by one
-from the previous repetition, after a warm-up call of each. Figures are medians, and
+round-robin: each repetition runs every contender once, in a new random order
+(seeded), after a warm-up call of each. Figures are medians, and
 the tables report ratios against the peer or the floor measured in that same run.
 """
 
@@ -13,6 +13,7 @@ import gc
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "FloorTracer",
     "SyntheticNet",
     "build_model",
+    "clone_tree",
     "compute_nodes",
     "count_clones",
     "floor_traces",
@@ -47,6 +49,7 @@ __all__ = [
     "round_robin",
     "setup_threads",
     "timed",
+    "tree_equal",
 ]
 
 
@@ -67,7 +70,7 @@ def setup_threads() -> int:
 def header(title: str, args: Any = None) -> str:
     """One line describing the run (for the top of a report)."""
     try:
-        load = " load avg %.2f %.2f %.2f," % os.getloadavg()
+        load = " load avg {:.2f} {:.2f} {:.2f},".format(*os.getloadavg())
     except OSError:  # pragma: no cover
         load = ""
     import torchvision
@@ -105,9 +108,11 @@ def round_robin(
 ) -> dict[str, list[float]]:
     """Seconds per call of each contender, measured round-robin.
 
-    Each repetition calls every contender once; the order rotates by one each
-    repetition so that no contender always runs first (or right after the slowest one).
-    ``gc.collect()`` runs before every call, for every contender alike. With
+    Each repetition calls every contender once, in a new (seeded) random order, so that
+    no contender always runs first or right after the same other one: a call that frees
+    much memory slows the next call down (pages to fault in again), and a fixed cyclic
+    order would always charge that to the same contender. ``gc.collect()`` runs before
+    every call, for every contender alike. With
     ``budget_s``, the number of repetitions is lowered (not below ``min_reps``) so that
     the timed repetitions take about that long, estimated from the warm-up (or from
     ``round_estimate_s``, the seconds of one call of each, when the caller already
@@ -125,9 +130,11 @@ def round_robin(
     if budget_s is not None and per_rep > 0:
         reps = max(min_reps, min(reps, math.floor(budget_s / per_rep)))
     times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        k = rep % len(names)
-        for name in names[k:] + names[:k]:
+    rng = random.Random(0)
+    for _ in range(reps):
+        order = list(names)
+        rng.shuffle(order)
+        for name in order:
             gc.collect()
             t0 = time.perf_counter()
             contenders[name]()
@@ -207,7 +214,9 @@ class SyntheticNet(nn.Sequential):
     """
 
     def __init__(self, stages: int = 16, blocks: int = 45, dim: int = 8) -> None:
-        super().__init__(*[nn.Sequential(*[SyntheticBlock(dim) for _ in range(blocks)]) for _ in range(stages)])
+        super().__init__(
+            *[nn.Sequential(*[SyntheticBlock(dim) for _ in range(blocks)]) for _ in range(stages)]
+        )
 
 
 def build_model(name: str) -> nn.Module:
@@ -278,13 +287,37 @@ def compute_nodes(graph: fx.Graph) -> int:
 
 
 def count_clones(graph: fx.Graph) -> int:
-    """``x.clone()`` / ``torch.clone(x)`` nodes in a graph."""
+    """``x.clone()`` / ``torch.clone(x)`` nodes in a graph, and fxtract's clones of containers."""
     return sum(
         1
         for n in graph.nodes
         if (n.op == "call_method" and n.target == "clone")
-        or (n.op == "call_function" and n.target is torch.clone)
+        or (n.op == "call_function" and (n.target is torch.clone or n.meta.get("fxtract_clone")))
     )
+
+
+def clone_tree(value: Any) -> Any:
+    """A copy of a (nested) structure with every tensor cloned."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, value)
+
+
+def tree_equal(a: Any, b: Any) -> bool:
+    """Same structure, and every tensor equal (``torch.equal``), every other leaf ``==``."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves_a, spec_a = tree_flatten(a)
+    leaves_b, spec_b = tree_flatten(b)
+    if spec_a != spec_b:
+        return False
+    for x, y in zip(leaves_a, leaves_b):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 def pick_names(names: Sequence[str], fractions: Sequence[float]) -> list[str]:

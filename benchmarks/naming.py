@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when loaded by path
 from _common import (
     SyntheticNet,
     build_model,
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions, a 2000-node synthetic model")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {MODELS}")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15, quick 3)")
-    parser.add_argument("--budget", type=float, default=None, help="seconds of timing per model (default 120)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds of timing per model (default 120)"
+    )
     args = parser.parse_args(argv)
     args.reps = args.reps or (3 if args.quick else 15)
     args.min_reps = 3 if args.quick else 5

@@ -1,0 +1,979 @@
+"""Strategy "export": name and extract the nodes of a ``torch.export`` graph.
+
+For models whose top-level ``forward`` FX cannot trace (a Python ``if`` on shapes, as in a
+DINO ViT's ``interpolate_pos_encoding``; Hugging Face models), ``torch.export.export``
+(non-strict) runs the real Python code on fake tensors and records the ATen ops that ran.
+The names follow the FX strategy's rules (see :mod:`fxtract._naming`), so a model FX can
+trace gets the same names from both:
+
+- every op node is ``<innermost module path>.<aten op>`` (``layer1.0.add``; in-place ops
+  lose their ``_`` as in FX), a top-level op just ``<aten op>``; repeats within the same
+  module get ``_1``, ``_2``... The innermost module comes from the node's
+  ``meta["nn_module_stack"]``, whose keys tell repeated calls apart: ``L__self__relu`` is
+  the first call of ``relu``, ``L__self__relu@1`` the second;
+- the value a leaf module call returned (``torch.nn`` modules, torchvision ops: the modules
+  FX does not trace through) is named by the call: the module's path for its first call,
+  ``path_1``, ``path_2``... for later ones;
+- every module call, leaf or not, is addressable by that call name and resolves to the
+  value the call returned. Global module hooks, active while exporting, see each call's
+  (fake) result; export's proxy tracer maps it to the graph node that produced it.
+
+The model is exported once in train and once in eval mode; each mode has its own graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import inspect
+import keyword
+import operator
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+from torch import fx, nn
+from torch.fx.graph import _PyTreeCodeGen
+from torch.utils import _pytree as pytree
+
+from ._errors import (
+    FxtractTypeError,
+    FxtractValueError,
+    NodeNotFoundError,
+    StrategyError,
+    TraceError,
+    did_you_mean,
+)
+from ._inputs import normalize_inputs
+from ._naming import (
+    LeafModuleAwareTracer,
+    ModuleCall,
+    _ModelSnapshot,
+    _UniqueNamer,
+    default_tracer_kwargs,
+    training_mode,
+)
+
+__all__ = [
+    "ExportFeatureExtractor",
+    "ExportTrace",
+    "create_export_extractor",
+    "export_module_calls",
+    "export_node_names",
+    "trace_export",
+]
+
+MODES = ("train", "eval")
+# What a requested name resolves to: one node, or the nodes a module call returned.
+Target = Union[fx.Node, tuple[fx.Node, ...]]
+
+try:  # the proxy tracer's map from tensors to graph nodes (private; absent -> escape analysis)
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode, get_proxy_slot
+except ImportError:  # pragma: no cover
+    get_proxy_mode = get_proxy_slot = None  # type: ignore[assignment]
+
+_TOKENS = "fxtract_returned"
+_ILLEGAL = re.compile(r"[^0-9a-zA-Z_]+")
+# Ops that only check values (no result anyone reads); kept only when what they check is kept.
+_ASSERTS = {
+    torch.ops.aten._assert_async.msg,
+    torch.ops.aten._assert_scalar.default,
+    torch.ops.aten._assert_tensor_metadata.default,
+    torch.ops.aten.sym_constrain_range.default,
+    torch.ops.aten.sym_constrain_range_for_size.default,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def _batch_dynamic_shapes(model: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """``dynamic_shapes`` marking dim 0 of every tensor input with ``Dim.AUTO``.
+
+    ``Dim.AUTO`` (not a named ``Dim("batch")``) never makes export refuse: a dim the code
+    specialises (``x.view(2, -1)``) silently stays static, and inputs need not share one
+    batch size. Dims of size 0 or 1 always specialise (with a warning), so they are left
+    static up front.
+    """
+
+    def spec(x: Any) -> Optional[dict[int, Any]]:
+        if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] >= 2:
+            return {0: torch.export.Dim.AUTO}
+        return None
+
+    # Keyed by forward's parameter names: export matches keyword arguments by name.
+    bound = inspect.signature(model.forward).bind(*args, **kwargs)
+    return {name: pytree.tree_map(spec, value) for name, value in bound.arguments.items()}
+
+
+class _CallRecorder:
+    """Global module hooks, active during export, that record every module call.
+
+    For each call of a submodule: its path, parent, and what it returned. Non-strict export
+    runs the real modules, so a forward hook sees the returned (fake) tensors; the proxy
+    tracer maps each to the graph node that produced it, which gets a token in its
+    ``meta`` (meta survives export's graph copies). This finds what a call returned even
+    when no node inside it computed it (``nn.Identity`` returns its input).
+    """
+
+    def __init__(self, model: nn.Module, leaf: LeafModuleAwareTracer) -> None:
+        self.paths = {id(m): p for p, m in model.named_modules() if p}
+        self.modules = dict(model.named_modules())
+        self.leaf = leaf
+        self.calls: list[ModuleCall] = []
+        self.by_key: dict[tuple[str, int], ModuleCall] = {}
+        self.tokens: dict[int, Optional[list[int]]] = {}  # id(call) -> a token per tensor returned
+        self._count: dict[str, int] = {}
+        self._stack: list[ModuleCall] = []
+        self._next_token = 0
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        pre = nn.modules.module.register_module_forward_pre_hook(self._pre)
+        post = nn.modules.module.register_module_forward_hook(self._post)
+        try:
+            yield
+        finally:
+            pre.remove()
+            post.remove()
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        path = self.paths.get(id(module))
+        if path is None:
+            return
+        k = self._count.get(path, 0)
+        self._count[path] = k + 1
+        parent = self._stack[-1] if self._stack else None
+        call = ModuleCall(path, "", type(module), self.leaf.is_leaf_module(module, path), parent)
+        self.calls.append(call)
+        self.by_key[(path, k)] = call
+        self._stack.append(call)
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if id(module) not in self.paths or not self._stack:
+            return
+        call = self._stack.pop()
+        try:
+            self.tokens[id(call)] = self._tag(output)
+        except Exception:  # private torch API: never let it break the export
+            self.tokens[id(call)] = None
+
+    def _tag(self, output: Any) -> Optional[list[int]]:
+        """Tag the nodes that produced ``output``'s tensors; ``None`` if one is unknown."""
+        mode = get_proxy_mode() if get_proxy_mode is not None else None
+        if mode is None:
+            return None
+        slots = [
+            get_proxy_slot(t, mode.tracer, None)
+            for t in pytree.tree_leaves(output)
+            if isinstance(t, torch.Tensor)
+        ]
+        if any(slot is None for slot in slots):
+            return None  # e.g. a constant tensor: fall back to the nodes that leave the call
+        tokens = []
+        for slot in slots:
+            self._next_token += 1
+            slot.proxy.node.meta.setdefault(_TOKENS, []).append(self._next_token)
+            tokens.append(self._next_token)
+        return tokens
+
+
+def _export(
+    model: nn.Module, args: tuple, kwargs: dict, mode: str, dynamic_batch: bool, leaf: LeafModuleAwareTracer
+) -> tuple[Any, _CallRecorder]:
+    """``torch.export.export`` in ``mode``, leaving ``model`` exactly as it was."""
+    attempts = [True, False] if dynamic_batch else [False]
+    errors = []
+    for dynamic in attempts:
+        recorder = _CallRecorder(model, leaf)
+        # Non-strict export runs the real forward: attributes it assigns would keep fake tensors.
+        snapshot = _ModelSnapshot(model)
+        try:
+            shapes = _batch_dynamic_shapes(model, args, kwargs) if dynamic else None
+            with training_mode(model, mode == "train"), recorder.recording():
+                ep = torch.export.export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
+            return ep, recorder
+        except Exception as e:
+            errors.append(e)
+        finally:
+            snapshot.restore()
+    cause = errors[-1]
+    text = str(cause)
+    if len(text) > 2000:
+        text = text[:2000] + " [...]"
+    err = TraceError(
+        f"torch.export could not export {type(model).__name__} in {mode} mode: "
+        f"{type(cause).__name__}: {text}\n"
+        "Remedies: check that example_inputs are what forward expects, make data-dependent "
+        "control flow shape-only or use torch.cond, or use strategy='hooks'."
+    )
+    err.cause = cause  # type: ignore[attr-defined]
+    raise err from cause
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming
+
+
+def _op_name(node: fx.Node) -> str:
+    """The op part of a node name: the ATen op's short name (``add``, ``conv2d``, ``getitem``)."""
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        raw = target._opname
+        if raw.endswith("_") and not raw.endswith("__") and target._schema.is_mutable:
+            raw = raw[:-1]  # `out += x` is add_ here, add in FX (and F.relu(inplace=True) relu)
+    elif isinstance(target, torch._ops.HigherOrderOperator):
+        raw = target.name()
+    else:
+        raw = getattr(target, "__name__", str(target))
+    if raw.startswith("__") and raw.endswith("__") and len(raw) > 4:
+        raw = raw[2:-2]  # aten.__and__ -> and_, like FX's operator.and_
+        raw = f"{raw}_" if keyword.iskeyword(raw) else raw
+    raw = _ILLEGAL.sub("_", raw) or "_unnamed"
+    return f"_{raw}" if raw[0].isdigit() else raw
+
+
+def _is_tensor(node: fx.Node) -> bool:
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+def _is_assert(node: fx.Node) -> bool:
+    return node.op == "call_function" and node.target in _ASSERTS
+
+
+@dataclass(eq=False)
+class ExportTrace:
+    """One mode's export of a model, with fxtract's names for its nodes and module calls.
+
+    Attributes:
+        mode: ``"train"`` or ``"eval"``.
+        graph_module: ``ExportedProgram.module()``: the graph with parameters and buffers as
+            attributes shared with the model (not copies) and the user inputs as placeholders.
+        node_to_qualname: every user-visible node and its name, in execution order.
+        node_to_call: the innermost module call each node ran in (top-level nodes: none).
+        module_calls: every module call (leaf or not) that returned tensors, in the order
+            the calls started; ``output`` is what it returned (a node or a tuple of nodes).
+        range_constraints: ``ExportedProgram.range_constraints`` (the dynamic dims' ranges).
+    """
+
+    mode: str
+    graph_module: fx.GraphModule
+    node_to_qualname: dict[fx.Node, str]
+    node_to_call: dict[fx.Node, ModuleCall]
+    module_calls: list[ModuleCall]
+    range_constraints: dict[Any, Any]
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.node_to_qualname.values())
+
+    @property
+    def call_names(self) -> list[str]:
+        return [c.name for c in self.module_calls]
+
+    @functools.cached_property
+    def _lookup(self) -> dict[str, Target]:
+        lookup: dict[str, Target] = {}
+        for call in self.module_calls:
+            lookup[call.name] = call.output
+        for node, name in self.node_to_qualname.items():
+            lookup[name] = node  # the same value when a leaf call named its node
+        return lookup
+
+    def resolve(self, name: str) -> Target:
+        """What ``name`` returns: a node name, a module call name, or a path prefix.
+
+        A path prefix that is no call (``encoder.layer``, a ModuleList) resolves, as in
+        torchvision, to the last node whose name starts with ``prefix.``.
+
+        Raises:
+            NodeNotFoundError: nothing has that name in this mode's graph.
+        """
+        lookup = self._lookup
+        if name in lookup:
+            return lookup[name]
+        prefix = name + "."
+        last = None
+        for node, qualname in self.node_to_qualname.items():
+            if qualname.startswith(prefix):
+                last = node
+        if last is not None:
+            return last
+        candidates = list(lookup)
+        raise NodeNotFoundError(
+            f"node {name!r} is not in the {self.mode}-mode graph (strategy='export')."
+            f"{did_you_mean(name, candidates)} List the names with "
+            "get_graph_node_names(model, strategy='export', example_inputs=...) "
+            "or fxtract._export.export_module_calls(model, example_inputs)."
+        )
+
+
+def _call_index(key: str) -> int:
+    """The k in an ``nn_module_stack`` key: ``"L__self__relu@1"`` is the second call of ``relu``."""
+    match = re.search(r"@(\d+)$", key)
+    return int(match.group(1)) if match else 0
+
+
+def _trace_mode(
+    model: nn.Module, args: tuple, kwargs: dict, mode: str, dynamic_batch: bool, leaf: LeafModuleAwareTracer
+) -> ExportTrace:
+    ep, recorder = _export(model, args, kwargs, mode, dynamic_batch, leaf)
+    # Our own input check replaces torch's guard function (that one does not pickle).
+    try:
+        gm = ep.module(check_guards=False)
+    except TypeError:  # torch < 2.9: no guard function
+        gm = ep.module()
+    gm._forward_pre_hooks.clear()
+    gm._forward_hooks.clear()
+    graph = gm.graph
+
+    # Each node's chain of calls, outermost first, from meta["nn_module_stack"]: the key
+    # names one call (with "@k" for the k-th repeat), the value is (path, type). Entries that
+    # are no submodule (the root, "_empty_nn_module_stack_from_metadata_hook") are skipped.
+    calls = list(recorder.calls)
+    start = {id(c): i for i, c in enumerate(calls)}
+    node_calls: dict[fx.Node, list[ModuleCall]] = {}
+    for node in graph.nodes:
+        chain: list[ModuleCall] = []
+        for key, value in (node.meta.get("nn_module_stack") or {}).items():
+            path = value[0] if isinstance(value, tuple) else None
+            if not path or path not in recorder.modules:
+                continue
+            call = recorder.by_key.get((path, _call_index(key)))
+            if call is None:  # a call the hooks did not see (forward called directly)
+                module = recorder.modules[path]
+                parent = chain[-1] if chain else None
+                call = ModuleCall(path, "", type(module), leaf.is_leaf_module(module, path), parent)
+                recorder.by_key[(path, _call_index(key))] = call
+                start[id(call)] = len(calls)
+                calls.append(call)
+            call.nodes.append(node)
+            chain.append(call)
+        node_calls[node] = chain
+
+    by_token = {t: n for n in graph.nodes for t in n.meta.get(_TOKENS, ())}
+    for call in calls:
+        tokens = recorder.tokens.get(id(call))
+        if tokens is not None and all(t in by_token for t in tokens):
+            returned = [by_token[t] for t in tokens]
+            call.output = None if not returned else returned[0] if len(returned) == 1 else tuple(returned)
+        else:
+            call.output = _call_output(call)
+
+    # A leaf call names the node it returned if it computed it; the outermost leaf wins (FX
+    # shows only that one). An identity's output keeps its own name.
+    owner: dict[fx.Node, ModuleCall] = {}
+    for call in calls:
+        if call.leaf and isinstance(call.output, fx.Node) and call.output in call.nodes:
+            owner.setdefault(call.output, call)
+
+    # Claim names in the order FX would: a call's name when it starts, an op's when it runs.
+    namer = _UniqueNamer(p for p, _ in model.named_modules())
+    names: dict[fx.Node, str] = {}
+    claimed = 0
+
+    def claim_calls(upto: int) -> int:
+        for call in calls[claimed : upto + 1]:
+            call.name = namer.claim(call.path, owns_base=True)
+        return max(claimed, upto + 1)
+
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            names[node] = namer.claim(str(node.target))
+            continue
+        if node.op != "call_function" or _is_assert(node):
+            continue  # parameters (get_attr), the output, checks, a guard function
+        chain = node_calls[node]
+        if chain:
+            claimed = claim_calls(max(start[id(c)] for c in chain))
+        if node in owner:
+            names[node] = owner[node].name
+        else:
+            scope = chain[-1].path if chain else ""
+            op = _op_name(node)
+            names[node] = namer.claim(f"{scope}.{op}" if scope else op)
+    claim_calls(len(calls) - 1)
+
+    module_calls = [c for c in calls if c.output is not None]
+    innermost = {node: chain[-1] for node, chain in node_calls.items() if chain}
+    return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints))
+
+
+def _call_output(call: ModuleCall) -> Optional[Target]:
+    """What a module call returned: its tensors that later nodes (or the output) use.
+
+    Only tensors count: export shares size computations (``sym_size``) between modules,
+    and assertion nodes read values without using them.
+    """
+    inside = set(call.nodes)
+    escaping = [
+        n for n in call.nodes if _is_tensor(n) and any(u not in inside and not _is_assert(u) for u in n.users)
+    ]
+    if not escaping:
+        return None  # nothing computed inside is returned (an identity): not addressable
+    return escaping[0] if len(escaping) == 1 else tuple(escaping)
+
+
+def trace_export(
+    model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = True
+) -> dict[str, ExportTrace]:
+    """Export ``model`` in train and in eval mode and name the nodes of each graph.
+
+    The model is left as it was: training flags, parameters, buffers (export runs on fake
+    tensors, so batch-norm statistics do not move), hooks and attributes.
+
+    Args:
+        model: the model.
+        example_inputs: a tensor, a tuple of positional arguments, a dict of keyword
+            arguments or ``(args, kwargs)`` (see :func:`fxtract._inputs.normalize_inputs`).
+        dynamic_batch: make dim 0 of tensor inputs dynamic where export allows.
+
+    Returns:
+        ``{"train": ExportTrace, "eval": ExportTrace}``.
+
+    Raises:
+        StrategyError: ``example_inputs`` is missing.
+        TraceError: ``torch.export`` failed (the cause is chained and in ``.cause``).
+    """
+    if not isinstance(model, nn.Module):
+        raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if example_inputs is None:
+        raise StrategyError(
+            "strategy='export' needs example_inputs=... (a tensor, a tuple of arguments or a "
+            "dict of keyword arguments) to run torch.export on."
+        )
+    args, kwargs = normalize_inputs(example_inputs)
+    leaf = LeafModuleAwareTracer(leaf_modules=default_tracer_kwargs(None)["leaf_modules"])
+    return {mode: _trace_mode(model, args, kwargs, mode, dynamic_batch, leaf) for mode in MODES}
+
+
+def export_node_names(
+    model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = True
+) -> tuple[list[str], list[str]]:
+    """Node names of the exported train and eval graphs, in execution order.
+
+    The user inputs come first (named after ``forward``'s arguments), then every op:
+    a leaf module's result named by the module call (``conv1``, ``relu_1`` for the second
+    call of ``relu``), any other op ``<module path>.<aten op>``. For a model FX can trace
+    these are FX's names, plus the ops that run inside leaf modules (FX shows a leaf as one
+    node): train-mode batch norm's ``bn1.add`` (``num_batches_tracked += 1``), the ops of
+    ``nn.MultiheadAttention``. Parameters, buffers and assertion nodes are not listed, nor
+    are module calls that are not leaves: :func:`export_module_calls` lists every call.
+
+    Args:
+        model: the model (left unchanged).
+        example_inputs: inputs to export with (see :func:`trace_export`).
+        dynamic_batch: see :func:`trace_export`.
+
+    Returns:
+        ``(train_names, eval_names)``.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        >>> export_node_names(m, torch.zeros(2, 3))[1]
+        ['input', '0', '1']
+    """
+    traces = trace_export(model, example_inputs, dynamic_batch=dynamic_batch)
+    return traces["train"].node_names, traces["eval"].node_names
+
+
+def export_module_calls(
+    model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = True
+) -> tuple[list[str], list[str]]:
+    """Every module call's name (leaf or not), in the order the calls started.
+
+    Each name resolves, in :func:`create_export_extractor`, to what the call returned: the
+    node of its one tensor, or a tuple of nodes if it returned several (in return order).
+    An ``nn.Identity`` resolves to the value it was given. Calls that returned no tensor
+    are not listed.
+
+    Returns:
+        ``(train_calls, eval_calls)``.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(3, 3)), torch.nn.ReLU())
+        >>> export_module_calls(m, torch.zeros(2, 3))[1]
+        ['0', '0.0', '1']
+    """
+    traces = trace_export(model, example_inputs, dynamic_batch=dynamic_batch)
+    return traces["train"].call_names, traces["eval"].call_names
+
+
+# ---------------------------------------------------------------------------------------------
+# Aliasing: the training IR of torch.export is not functional (relu_, add_ stay in-place).
+
+
+def _alias_info(graph: fx.Graph) -> tuple[dict[fx.Node, fx.Node], dict[fx.Node, list[fx.Node]]]:
+    """For every node, the node whose storage it shares (its root), and the roots it writes.
+
+    Read from the ops' schemas: ``view(Tensor(a) self) -> Tensor(a)`` aliases its input,
+    ``relu_(Tensor(a!) self)`` writes it.
+    """
+    roots: dict[fx.Node, fx.Node] = {}
+    writes: dict[fx.Node, list[fx.Node]] = {}
+    for node in graph.nodes:
+        root, written = node, []
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
+            schema = target._schema
+            ret_sets = {s for r in schema.returns if r.alias_info for s in r.alias_info.before_set}
+            for i, arg in enumerate(schema.arguments):
+                value = node.args[i] if i < len(node.args) else node.kwargs.get(arg.name)
+                if arg.alias_info is None or not isinstance(value, fx.Node):
+                    continue
+                if arg.alias_info.is_write:
+                    written.append(roots.get(value, value))
+                if ret_sets & set(arg.alias_info.before_set) and root is node:
+                    root = roots.get(value, value)
+        elif node.op == "call_function" and target is operator.getitem:
+            source = node.args[0]
+            if isinstance(source, fx.Node) and roots.get(source, source) is not source:
+                root = roots[source]  # an element of split()/unbind(): a view of the input
+        roots[node] = root
+        if written:
+            writes[node] = written
+    return roots, writes
+
+
+def _tensor_sources(node: fx.Node) -> tuple[list[fx.Node], list[fx.Node]]:
+    """For an assertion: the tensors it checks and the size computations in between."""
+    tensors, chain, todo, seen = [], [], list(node.all_input_nodes), set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if _is_tensor(n) or n.op in ("placeholder", "get_attr"):
+            tensors.append(n)
+        else:
+            chain.append(n)
+            todo.extend(n.all_input_nodes)
+    return tensors, chain
+
+
+def _needed_nodes(trace: ExportTrace, seeds: list[fx.Node]) -> set[fx.Node]:
+    """The nodes the ``seeds`` need, in-place writes included (dead code elimination).
+
+    A node is needed if a needed node reads its result, or if it writes in place to a
+    tensor (or a view of it) that a later needed node reads. Writes to model state
+    (buffers, e.g. batch-norm's ``num_batches_tracked``) are kept when their module call
+    runs anyway, as it would in the model. Assertions are kept if what they check is kept.
+    """
+    graph = trace.graph_module.graph
+    nodes = list(graph.nodes)
+    roots, writes = _alias_info(graph)
+    state = {n for n in nodes if n.op in ("get_attr", "placeholder")}
+    node_call = trace.node_to_call
+    needed = {*seeds, *graph.find_nodes(op="placeholder")}  # the inputs stay, used or not
+    while True:
+        running = {id(c) for n in needed if n in node_call for c in node_call[n].ancestors()}
+        live: set[fx.Node] = set()
+        before = len(needed)
+        for node in reversed(nodes):
+            if node not in needed:
+                written = writes.get(node, ())
+                if any(r in live for r in written):
+                    needed.add(node)
+                elif any(r in state for r in written):
+                    call = node_call.get(node)
+                    if call is None:
+                        # A top-level state update: kept if it needs nothing not already needed.
+                        keep = all(a in needed or a in state for a in node.all_input_nodes)
+                    else:
+                        keep = id(call) in running
+                    if keep:
+                        needed.add(node)
+            if node in needed:
+                for a in node.all_input_nodes:
+                    needed.add(a)
+                    live.add(roots.get(a, a))
+        if len(needed) == before:
+            break
+    for node in nodes:
+        if _is_assert(node):
+            tensors, chain = _tensor_sources(node)
+            if tensors and all(t in needed for t in tensors):
+                needed.add(node)
+                needed.update(chain)
+    return needed
+
+
+# ---------------------------------------------------------------------------------------------
+# Input check
+
+
+class _InputCheck(nn.Module):
+    """Checks that inputs have the sizes the graph was exported for (export specialises).
+
+    Replaces torch's guard function, which is built with ``exec`` and does not pickle.
+    ``specs[i]`` describes the i-th flattened input: ``("tensor", dims)`` with an ``int``
+    for a static dim and a symbol name for a dynamic one (``None``: not checked),
+    ``("value", v)`` for a constant export specialised on, or ``None``.
+    """
+
+    def __init__(self, mode: str, names: list[str], specs: list[Any], ranges: dict[str, tuple]) -> None:
+        super().__init__()
+        self.mode = mode
+        self.names = names
+        self.specs = specs
+        self.ranges = ranges
+
+    @staticmethod
+    def from_trace(trace: ExportTrace) -> _InputCheck:
+        names, specs = [], []
+        ranges: dict[str, tuple[int, Optional[int]]] = {}
+        for sym, vr in trace.range_constraints.items():
+            upper = None if str(vr.upper) in ("int_oo", "oo") else int(vr.upper)
+            ranges[str(sym)] = (int(vr.lower), upper)
+        for node in trace.graph_module.graph.find_nodes(op="placeholder"):
+            val = node.meta.get("val")
+            names.append(str(node.target))
+            if isinstance(val, torch.Tensor):
+                dims = [
+                    d if isinstance(d, int) else str(d.node.expr) if d.node.expr.is_Symbol else None
+                    for d in val.shape
+                ]
+                specs.append(("tensor", tuple(dims)))
+            elif isinstance(val, (int, float, bool, str)):
+                specs.append(("value", val))
+            else:
+                specs.append(None)
+        return _InputCheck(trace.mode, names, specs, ranges)
+
+    def forward(self, *inputs: Any) -> None:
+        sizes: dict[str, int] = {}
+        for name, spec, value in zip(self.names, self.specs, inputs):
+            if spec is None:
+                continue
+            kind, want = spec
+            if kind == "value":
+                if value != want:
+                    self._fail(f"{name} == {want!r}", repr(value))
+                continue
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+            expected = f"{name} of shape ({', '.join(str(d) if isinstance(d, int) else '*' for d in want)})"
+            if shape is None or len(shape) != len(want):
+                self._fail(expected, str(shape) if shape is not None else type(value).__name__)
+            for dim, got in zip(want, shape):
+                if isinstance(dim, int):
+                    ok = got == dim
+                elif dim is not None:
+                    lower, upper = self.ranges.get(dim, (0, None))
+                    # Export reports dynamic dims as >= 2 (it specialises 0 and 1) but the graph
+                    # runs for 1 too: like torch's own guards, only bounds above 2 are enforced.
+                    ok = sizes.setdefault(dim, got) == got and (lower <= 2 or got >= lower)
+                    ok = ok and (upper is None or got <= upper)
+                else:
+                    ok = True
+                if not ok:
+                    self._fail(expected, str(shape))
+
+    def _fail(self, expected: str, got: str) -> None:
+        raise FxtractValueError(
+            f"the {self.mode}-mode graph was exported (strategy='export') for {expected}, got {got} "
+            "(* = dynamic). Export fixes every size it is not told is dynamic; only the batch dim "
+            "is, and only if example_inputs had batch >= 2. Create the extractor with "
+            "example_inputs of the shapes you will use."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Extractor
+
+
+def _extractor_graph(
+    trace: ExportTrace, return_nodes: dict[str, str], model: nn.Module
+) -> tuple[fx.Graph, dict[str, Any]]:
+    """A graph computing only ``{output_key: value}`` for ``return_nodes`` ({name: key}).
+
+    Also returns the attributes it reads, by target: the model's own parameters and
+    buffers under their paths, anything export made (constants, the subgraphs of
+    higher-order ops, the input check) under a name of this mode's own.
+    """
+    old = trace.graph_module.graph
+    check = f"_fxtract_{trace.mode}_input_check"
+    attrs: dict[str, Any] = {check: _InputCheck.from_trace(trace)}
+
+    def target_of(node: fx.Node) -> Any:
+        if node.op not in ("get_attr", "call_module"):
+            return node.target
+        obj = _get_attr(trace.graph_module, node.target)
+        target = node.target
+        if _get_attr(model, target) is not obj:
+            # Both modes' graphs have a `submod_1` or `lifted_tensor_0`, not the same one.
+            target = f"_fxtract_{trace.mode}_{_ILLEGAL.sub('_', target)}"
+        attrs[target] = obj
+        return target
+
+    targets = [(key, trace.resolve(name)) for name, key in return_nodes.items()]
+    wanted = [n for _, t in targets for n in (t if isinstance(t, tuple) else (t,))]
+
+    # The training IR keeps in-place ops: a result that a later op overwrites (bn1 before
+    # relu_(inplace=True)) is cloned where it is computed.
+    order = {n: i for i, n in enumerate(old.nodes)}
+    roots, writes = _alias_info(old)
+    last_write: dict[fx.Node, int] = {}
+    for node, written in writes.items():
+        for r in written:
+            last_write[r] = order[node]
+    to_clone = {n for n in wanted if last_write.get(roots.get(n, n), -1) > order[n]}
+
+    needed = _needed_nodes(trace, wanted)
+    new = fx.Graph()
+    codegen = old._codegen
+    if isinstance(codegen, _PyTreeCodeGen):
+        # Same inputs (args and kwargs, by name) as the model; the output is our dict.
+        info = codegen.pytree_info._replace(out_spec=None)
+        new.set_codegen(_PyTreeCodeGen(info))
+    env: dict[fx.Node, fx.Node] = {}
+    clones: dict[fx.Node, fx.Node] = {}
+    placeholders = old.find_nodes(op="placeholder")
+    for node in old.nodes:
+        if node.op == "output" or (node.op != "placeholder" and node not in needed):
+            continue
+        name = trace.node_to_qualname.get(node, node.name)
+        copied = new.create_node(
+            node.op,
+            target_of(node),
+            fx.map_arg(node.args, env.__getitem__),
+            fx.map_arg(node.kwargs, env.__getitem__),
+            name=node.name if node.op == "placeholder" else _ILLEGAL.sub("_", name),
+            type_expr=node.type,
+        )
+        env[node] = copied
+        if placeholders and node is placeholders[-1]:
+            new.call_module(check, tuple(env[p] for p in placeholders))
+        if node in to_clone:
+            clones[node] = new.create_node(
+                "call_function", torch.ops.aten.clone.default, (copied,), name=f"{copied.name}_clone"
+            )
+
+    def value(n: fx.Node) -> fx.Node:
+        return clones.get(n, env[n])
+
+    outputs = {key: tuple(map(value, t)) if isinstance(t, tuple) else value(t) for key, t in targets}
+    new.output(outputs)
+    new.lint()
+    return new, attrs
+
+
+class ExportFeatureExtractor(fx.GraphModule):
+    """A feature extractor over exported graphs: ``forward`` returns ``{key: activation}``.
+
+    It holds one graph per mode; ``.train()`` / ``.eval()`` switch between them (as
+    torchvision's ``DualGraphModule``). Parameters and buffers are the model's own objects,
+    registered under their original paths, so ``state_dict()`` keys match the model's.
+    ``deepcopy`` and ``pickle`` keep both graphs, the mode and :attr:`strategy`.
+
+    Attributes:
+        strategy: ``"export"``.
+        train_graph: the graph run in train mode.
+        eval_graph: the graph run in eval mode.
+    """
+
+    strategy = "export"
+
+    def __init__(
+        self,
+        root: dict[str, Any],
+        train_graph: fx.Graph,
+        eval_graph: fx.Graph,
+        class_name: str = "ExportFeatureExtractor",
+    ) -> None:
+        super().__init__(root, train_graph, class_name)
+        for target in _attr_targets(eval_graph):
+            if _get_attr(self, target) is None:
+                fx.graph_module._assign_attr(root[target], self, target)
+        self.train_graph = train_graph
+        self.eval_graph = eval_graph
+
+    def train(self, mode: bool = True) -> ExportFeatureExtractor:
+        graph = self.train_graph if mode else self.eval_graph
+        if self.graph is not graph:
+            self.graph = graph  # the property recompiles forward
+        return super().train(mode)
+
+    def _root(self) -> dict[str, Any]:
+        targets = dict.fromkeys([*_attr_targets(self.train_graph), *_attr_targets(self.eval_graph)])
+        return {t: _get_attr(self, t) for t in targets}
+
+    def _state(self) -> dict[str, Any]:
+        skip = {"training", "train_graph", "eval_graph", "meta"}
+        return {
+            "root": self._root(),
+            "train_graph": self.train_graph,
+            "eval_graph": self.eval_graph,
+            "training": self.training,
+            "class_name": type(self).__name__,
+            # attributes set on the extractor (feature_info...), not the module's internals
+            "extras": {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in skip},
+        }
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ExportFeatureExtractor:
+        state = copy.deepcopy(self._state(), memo)
+        res = _rebuild(state)
+        memo[id(self)] = res
+        return res
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # fx.Graph does not pickle and GraphModule pickles as code re-traced on load (losing
+        # the input pytree, node names, higher-order ops): the graphs go as node lists.
+        state = self._state()
+        state["train_graph"] = _graph_state(self.train_graph)
+        state["eval_graph"] = _graph_state(self.eval_graph)
+        return (_unpickle, (state,))
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A reference to the i-th node, in a pickled graph."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class _Op:
+    """An ``OpOverload`` (``torch.ops.<namespace>.<name>.<overload>``) or a higher-order op."""
+
+    namespace: str
+    name: str
+    overload: Optional[str]
+
+    def resolve(self) -> Any:
+        packet = getattr(getattr(torch.ops, self.namespace), self.name)
+        return packet if self.overload is None else getattr(packet, self.overload)
+
+
+def _encode_target(target: Any) -> Any:
+    if isinstance(target, torch._ops.OpOverload):
+        return _Op(target.namespace, target._opname, target._overloadname)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return _Op("higher_order", target.name(), None)
+    return target  # strings, operator.*, plain functions: pickled by reference
+
+
+def _graph_state(graph: fx.Graph) -> dict[str, Any]:
+    index: dict[fx.Node, int] = {}
+    nodes = []
+    for i, node in enumerate(graph.nodes):
+        index[node] = i
+        args = fx.map_arg(node.args, lambda n: _Ref(index[n]))
+        kwargs = fx.map_arg(node.kwargs, lambda n: _Ref(index[n]))
+        nodes.append((node.op, _encode_target(node.target), tuple(args), dict(kwargs), node.name))
+    return {"nodes": nodes, "codegen": graph._codegen}
+
+
+def _graph_from_state(state: dict[str, Any]) -> fx.Graph:
+    graph = fx.Graph()
+    graph.set_codegen(state["codegen"])
+    nodes: list[fx.Node] = []
+
+    def load(a: Any) -> Any:
+        return nodes[a.index] if isinstance(a, _Ref) else a
+
+    for op, target, args, kwargs, name in state["nodes"]:
+        if isinstance(target, _Op):
+            target = target.resolve()
+        args = fx.node.map_aggregate(args, load)
+        kwargs = fx.node.map_aggregate(kwargs, load)
+        nodes.append(graph.create_node(op, target, args, kwargs, name=name))
+    return graph
+
+
+def _attr_targets(graph: fx.Graph) -> Iterator[str]:
+    for node in graph.nodes:
+        if node.op in ("get_attr", "call_module"):
+            yield str(node.target)
+
+
+def _get_attr(module: nn.Module, target: str) -> Any:
+    """``module``'s attribute at dotted path ``target``, or ``None``."""
+    obj: Any = module
+    for name in target.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _rebuild(state: dict[str, Any]) -> ExportFeatureExtractor:
+    res = ExportFeatureExtractor(
+        state["root"], state["train_graph"], state["eval_graph"], state["class_name"]
+    )
+    for key, value in state.get("extras", {}).items():
+        setattr(res, key, value)
+    return res.train(state["training"])
+
+
+def _unpickle(state: dict[str, Any]) -> ExportFeatureExtractor:
+    state["train_graph"] = _graph_from_state(state["train_graph"])
+    state["eval_graph"] = _graph_from_state(state["eval_graph"])
+    return _rebuild(state)
+
+
+def create_export_extractor(
+    model: nn.Module,
+    train_return_nodes: dict[str, str],
+    eval_return_nodes: dict[str, str],
+    example_inputs: Any,
+    *,
+    dynamic_batch: bool = True,
+    traces: Optional[dict[str, ExportTrace]] = None,
+) -> ExportFeatureExtractor:
+    """A module returning the activations of the named nodes, built with ``torch.export``.
+
+    The model is exported (non-strict) in train and in eval mode; each mode keeps only the
+    nodes its outputs need. A requested name is a node name (:func:`export_node_names`),
+    a module call name (:func:`export_module_calls`: the value the call returned, a tuple
+    if it returned several tensors), or a path prefix that names no call (the last node
+    under it, as in torchvision).
+
+    Shapes: export specialises every input size to the example inputs except, with
+    ``dynamic_batch=True``, dim 0 of tensor inputs, which is marked ``Dim.AUTO``: dynamic
+    unless the model's code fixes it. A batch of 1 always specialises, so pass examples
+    with batch >= 2. If export refuses the dynamic batch it is retried with static shapes.
+    Calling the extractor with other static sizes raises an error naming the input.
+
+    Returned activations are never changed by later in-place ops (the export graph keeps
+    ``relu_``-style ops; such values are cloned where computed). In train mode the
+    extractor updates batch-norm statistics of the modules it runs, as the model would.
+
+    Args:
+        model: the model; left unchanged; the extractor shares its parameters and buffers.
+        train_return_nodes: ``{node_name: output_key}`` for train mode.
+        eval_return_nodes: ``{node_name: output_key}`` for eval mode.
+        example_inputs: inputs to export with (see :func:`trace_export`).
+        dynamic_batch: make the batch dimension dynamic where export allows.
+        traces: the result of :func:`trace_export` for these inputs, to skip exporting again.
+
+    Returns:
+        An :class:`ExportFeatureExtractor` in the model's current mode.
+
+    Raises:
+        StrategyError: ``example_inputs`` is missing.
+        TraceError: ``torch.export`` failed.
+        NodeNotFoundError: a name is in neither graph of that mode.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> nodes = {"1": "hidden"}
+        >>> ex = create_export_extractor(m, nodes, nodes, torch.zeros(2, 3))
+        >>> out = ex(torch.ones(5, 3))
+        >>> list(out), tuple(out["hidden"].shape), ex.strategy
+        (['hidden'], (5, 4), 'export')
+    """
+    if traces is None:
+        traces = trace_export(model, example_inputs, dynamic_batch=dynamic_batch)
+    graphs, root = {}, {}
+    for mode, return_nodes in (("train", train_return_nodes), ("eval", eval_return_nodes)):
+        graphs[mode], attrs = _extractor_graph(traces[mode], dict(return_nodes), model)
+        root.update(attrs)
+    extractor = ExportFeatureExtractor(root, graphs["train"], graphs["eval"])
+    return extractor.train(model.training)
