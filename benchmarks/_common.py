@@ -2,8 +2,8 @@
 
 Every benchmark measures fxtract and its peer (torchvision) in the same process,
 round-robin: each repetition runs every contender once, in a new random order
-(seeded), after a warm-up call of each. Figures are medians, and
-the tables report ratios against the peer or the floor measured in that same run.
+(seeded), after a warm-up call of each. Times are medians; the tables report ratios against the peer or the floor measured in
+that same run (medians of per-repetition ratios).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "header",
     "markdown_table",
     "median",
+    "paired_ratio",
     "pick_names",
     "quiet",
     "round_robin",
@@ -105,14 +106,14 @@ def round_robin(
     budget_s: Optional[float] = None,
     min_reps: int = 3,
     round_estimate_s: Optional[float] = None,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
     """Seconds per call of each contender, measured round-robin.
 
     Each repetition calls every contender once, in a new (seeded) random order, so that
-    no contender always runs first or right after the same other one: a call that frees
-    much memory slows the next call down (pages to fault in again), and a fixed cyclic
-    order would always charge that to the same contender. ``gc.collect()`` runs before
-    every call, for every contender alike. With
+    no contender always runs first or right after the same other one (a fixed cyclic
+    order would charge any after-effect of one call to the same neighbour every time).
+    ``gc.collect()`` runs before every call, for every contender alike. With
     ``budget_s``, the number of repetitions is lowered (not below ``min_reps``) so that
     the timed repetitions take about that long, estimated from the warm-up (or from
     ``round_estimate_s``, the seconds of one call of each, when the caller already
@@ -130,7 +131,7 @@ def round_robin(
     if budget_s is not None and per_rep > 0:
         reps = max(min_reps, min(reps, math.floor(budget_s / per_rep)))
     times: dict[str, list[float]] = {name: [] for name in names}
-    rng = random.Random(0)
+    rng = random.Random(seed)
     for _ in range(reps):
         order = list(names)
         rng.shuffle(order)
@@ -154,6 +155,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over repetitions of ``a``'s time over ``b``'s time in the same repetition.
+
+    A repetition's calls run back to back, so a slow spell of a shared machine weighs on
+    both sides of each ratio; the median of these ratios is steadier than the ratio of
+    the medians.
+    """
+    return median([x / y for x, y in zip(times[a], times[b])])
+
+
 def fmt_ms(seconds: float) -> str:
     ms = seconds * 1e3
     if ms >= 100:
@@ -166,6 +177,8 @@ def fmt_ms(seconds: float) -> str:
 def fmt_ratio(value: float, goal: Optional[float] = None) -> str:
     """``1.23x``; with a goal (an upper bound), a miss is marked in bold with a ``!``."""
     text = f"{value:.2f}x"
+    if goal is not None and f"{value:.2f}" == f"{goal:.2f}":
+        text = f"{value:.3f}x"  # at the goal when rounded: say on which side
     if goal is not None and value > goal:
         return f"**{text}!**"
     return text

@@ -47,6 +47,7 @@ from _common import (
     header,
     markdown_table,
     median,
+    paired_ratio,
     pick_names,
     quiet,
     round_robin,
@@ -118,7 +119,7 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any]:
     first = {}
     for key, fn in list(contenders.items()):
         try:
-            _, first[key] = timed(fn)
+            first[key] = timed(fn)[1]  # the result is dropped at once (see naming.py)
         except Exception:
             nodes = fx_nodes if key == "fxtract" else tv_nodes
             _report_failure(f"(a) {name}: {key} creation with return_nodes={nodes}")
@@ -149,9 +150,9 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any]:
         fmt_ms(med["floor"]),
         cell(lambda: fmt_ms(med["fxtract"]), "fxtract"),
         cell(lambda: fmt_ms(med["torchvision"]), "torchvision"),
-        cell(lambda: fmt_ratio(med["fxtract"] / med["floor"], CREATION_GOAL), "fxtract"),
-        cell(lambda: fmt_ratio(med["torchvision"] / med["floor"]), "torchvision"),
-        cell(lambda: f"{med['torchvision'] / med['fxtract']:.1f}x", "fxtract", "torchvision"),
+        cell(lambda: fmt_ratio(paired_ratio(times, "fxtract", "floor"), CREATION_GOAL), "fxtract"),
+        cell(lambda: fmt_ratio(paired_ratio(times, "torchvision", "floor")), "torchvision"),
+        cell(lambda: f"{paired_ratio(times, 'torchvision', 'fxtract'):.1f}x", "fxtract", "torchvision"),
     ]
 
 
@@ -223,7 +224,7 @@ def bench_forward(name: str, args: argparse.Namespace) -> list[list[Any]]:
                 label,
                 ", ".join(f"`{n}`" for n in nodes),
                 fmt_ms(med[label]),
-                fmt_ratio(med[label] / med["model"], goal),
+                fmt_ratio(paired_ratio(times, label, "model"), goal),
                 str(clones),
             ]
         )
@@ -313,11 +314,11 @@ def bench_inplace(args: argparse.Namespace) -> list[Any]:
         fmt_ms(med["model"]),
         cell("fxtract", lambda: fmt_ms(med["fxtract"])),
         cell("torchvision", lambda: fmt_ms(med["torchvision"])),
-        cell("fxtract", lambda: fmt_ratio(med["fxtract"] / med["model"])),
-        cell("torchvision", lambda: fmt_ratio(med["torchvision"] / med["model"])),
+        cell("fxtract", lambda: fmt_ratio(paired_ratio(times, "fxtract", "model"))),
+        cell("torchvision", lambda: fmt_ratio(paired_ratio(times, "torchvision", "model"))),
         cell(
             "torchvision",
-            lambda: fmt_ratio(med["fxtract"] / med["torchvision"]) if "fxtract" in med else "error",
+            lambda: fmt_ratio(paired_ratio(times, "fxtract", "torchvision")) if "fxtract" in med else "error",
         ),
     ]
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args.fwd_reps = 3 if args.quick else 11
     args.min_reps = 3 if args.quick else 5
     args.budget = 20.0 if args.quick else 120.0
-    args.fwd_budget = 15.0 if args.quick else 60.0
+    args.fwd_budget = 15.0 if args.quick else 90.0
     args.batch = args.batch or (2 if args.quick else 8)
     chosen = [m.strip() for m in args.models.split(",")] if args.models else None
     parts = {p.strip() for p in args.parts.split(",")}

@@ -34,6 +34,7 @@ from _common import (
     header,
     markdown_table,
     median,
+    paired_ratio,
     quiet,
     round_robin,
     setup_threads,
@@ -44,7 +45,7 @@ MODELS = ["resnet152", "vit_h_14", "maxvit_t", "synthetic"]
 GOAL = 1.3
 
 
-def bench_model(name: str, args: argparse.Namespace) -> list[Any]:
+def bench_model(name: str, args: argparse.Namespace) -> tuple[list[Any], float]:
     import torchvision.models.feature_extraction as tvfe
 
     import fxtract
@@ -83,6 +84,10 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Any]:
         )
     if len(set(eval_)) != len(eval_) or len(set(train)) != len(train):
         raise AssertionError(f"{name}: fxtract returned duplicate names")
+    nodes = len(eval_)
+    # Drop the results (the floor's are two whole graphs) before timing: a heap holding
+    # them changes when the garbage collector runs, and not alike for every contender.
+    del results, train, eval_
 
     times = round_robin(
         contenders,
@@ -95,22 +100,21 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Any]:
     med = {k: median(v) for k, v in times.items()}
     reps = len(times["floor"])
     print(
-        f"  {name}: {len(eval_)} nodes, {reps} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
+        f"  {name}: {nodes} nodes, {reps} reps, " + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
         file=sys.stderr,
         flush=True,
     )
     return [
         name,
-        len(eval_),
+        nodes,
         fmt_ms(med["floor"]),
         fmt_ms(med["fxtract"]),
         fmt_ms(med["torchvision"]),
-        fmt_ratio(med["fxtract"] / med["floor"], GOAL),
-        fmt_ratio(med["torchvision"] / med["floor"]),
-        fmt_ratio(med["fxtract_tv"] / med["floor"]),
-        f"{med['torchvision'] / med['fxtract']:.1f}x",
-    ], med["fxtract"] / med["floor"]
+        fmt_ratio(paired_ratio(times, "fxtract", "floor"), GOAL),
+        fmt_ratio(paired_ratio(times, "torchvision", "floor")),
+        fmt_ratio(paired_ratio(times, "fxtract_tv", "floor")),
+        f"{paired_ratio(times, 'torchvision', 'fxtract'):.1f}x",
+    ], paired_ratio(times, "fxtract", "floor")
 
 
 def _first_difference(a: tuple[list[str], list[str]], b: tuple[list[str], list[str]]) -> str:
@@ -129,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {MODELS}")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15, quick 3)")
     parser.add_argument(
-        "--budget", type=float, default=None, help="seconds of timing per model (default 120)"
+        "--budget", type=float, default=None, help="seconds of timing per model (default 180)"
     )
     args = parser.parse_args(argv)
     args.reps = args.reps or (3 if args.quick else 15)
     args.min_reps = 3 if args.quick else 5
-    args.budget = args.budget or (20.0 if args.quick else 120.0)
+    args.budget = args.budget or (20.0 if args.quick else 180.0)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
 
     setup_threads()

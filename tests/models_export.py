@@ -151,16 +151,17 @@ class TinyDino(nn.Module):
 
 
 class NoGrad(nn.Module):
-    """A ``torch.no_grad()`` block inside forward (export wraps it in a higher-order op)."""
+    """A ``torch.no_grad()`` block in forward: export puts it in a subgraph, one per mode."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lin = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
         self.out = nn.Linear(4, 4)
 
     def forward(self, x):
         with torch.no_grad():
-            y = self.lin(x) * 2
+            y = self.drop(self.lin(x)) * torch.tensor(2.0)  # a tensor constant, too
         return self.out(y + x)
 
 

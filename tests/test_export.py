@@ -301,9 +301,11 @@ def test_copies_keep_both_graphs_mode_and_flag(how):
     model = BatchNormNet().eval()
     x = torch.randn(2, 3, 8, 8)
     extractor = create_export_extractor(model, {"conv": "a"}, {"head": "b"}, x)
+    extractor.feature_info = [{"name": "head"}]  # attributes set on the extractor survive
     clone = copy.deepcopy(extractor) if how == "deepcopy" else pickle.loads(pickle.dumps(extractor))
     assert isinstance(clone, ExportFeatureExtractor)
     assert clone.strategy == "export" and not clone.training
+    assert clone.feature_info == [{"name": "head"}]
     torch.testing.assert_close(clone(x)["b"], extractor(x)["b"])
     assert clone.conv.weight is not model.conv.weight
     clone.train()
@@ -324,13 +326,25 @@ def test_model_left_unchanged():
     assert not nn.modules.module._global_forward_hooks  # our recording hooks are gone
 
 
-def test_no_grad_block():
-    model = NoGrad().eval()
-    x = torch.randn(2, 4)
-    names = export_node_names(model, x)[1]
-    assert names == ["x", "wrap_with_set_grad_enabled", "getitem", "add", "out"]
-    out = create_export_extractor(model, {"out": "o"}, {"out": "o"}, x)(x)
-    torch.testing.assert_close(out["o"], model(x))
+def test_no_grad_block_has_a_subgraph_per_mode():
+    model = NoGrad()
+    x = torch.randn(8, 4)
+    assert export_node_names(model, x)[1] == ["x", "wrap_with_set_grad_enabled", "getitem", "add", "out"]
+    extractor = create_export_extractor(model, {"add": "h"}, {"out": "o"}, x)
+    assert set(extractor.state_dict()) == set(model.state_dict())  # export's constants are not in it
+    torch.manual_seed(1)
+    got = extractor.train()(x)["h"]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        want = model.drop(model.lin(x)) * 2 + x
+    torch.testing.assert_close(got, want)  # the train subgraph drops out
+    model.eval()
+    out = extractor.eval()(x)["o"]
+    torch.testing.assert_close(out, model(x))
+    out.sum().backward()  # no_grad still holds: no gradient reaches lin
+    assert model.lin.weight.grad is None and model.out.weight.grad is not None
+    clone = pickle.loads(pickle.dumps(extractor))
+    torch.testing.assert_close(clone(x)["o"], model(x))
 
 
 # ---------------------------------------------------------------------------------------------

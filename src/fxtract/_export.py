@@ -19,6 +19,11 @@ trace gets the same names from both:
   (fake) result; export's proxy tracer maps it to the graph node that produced it.
 
 The model is exported once in train and once in eval mode; each mode has its own graph.
+
+Limits: sizes other than the batch dim, Python values and the device are fixed at export
+(an extractor built on CPU computes some constants on CPU); ops inside a
+``torch.no_grad()`` block are one higher-order op (its outputs are addressable, not its
+ops); the recording hooks are global while exporting (do not export from two threads).
 """
 
 from __future__ import annotations
@@ -438,6 +443,13 @@ def trace_export(
     Raises:
         StrategyError: ``example_inputs`` is missing.
         TraceError: ``torch.export`` failed (the cause is chained and in ``.cause``).
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        >>> trace = trace_export(m, torch.zeros(2, 3))["eval"]
+        >>> trace.node_names, trace.call_names, trace.resolve("1").name
+        (['input', '0', '1'], ['0', '1'], 'relu')
     """
     if not isinstance(model, nn.Module):
         raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -677,9 +689,9 @@ class _InputCheck(nn.Module):
     def _fail(self, expected: str, got: str) -> None:
         raise FxtractValueError(
             f"the {self.mode}-mode graph was exported (strategy='export') for {expected}, got {got} "
-            "(* = dynamic). Export fixes every size it is not told is dynamic; only the batch dim "
-            "is, and only if example_inputs had batch >= 2. Create the extractor with "
-            "example_inputs of the shapes you will use."
+            "(* = dynamic). Export fixes every size and Python value it is not told is dynamic; "
+            "only the batch dim is, and only if example_inputs had batch >= 2. Create the "
+            "extractor with example_inputs like the inputs you will use."
         )
 
 
@@ -775,6 +787,15 @@ class ExportFeatureExtractor(fx.GraphModule):
         strategy: ``"export"``.
         train_graph: the graph run in train mode.
         eval_graph: the graph run in eval mode.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5))
+        >>> ex = create_export_extractor(m, {"1": "dropped"}, {"0": "linear"}, torch.zeros(2, 3))
+        >>> ex.training, list(ex(torch.ones(2, 3)))
+        (True, ['dropped'])
+        >>> list(ex.eval()(torch.ones(2, 3)))
+        ['linear']
     """
 
     strategy = "export"
@@ -790,6 +811,8 @@ class ExportFeatureExtractor(fx.GraphModule):
         for target in _attr_targets(eval_graph):
             if _get_attr(self, target) is None:
                 fx.graph_module._assign_attr(root[target], self, target)
+        # Export's constants move with .to() but stay out of state_dict(), as in the model.
+        self._non_persistent_buffers_set.update(k for k in self._buffers if k.startswith("_fxtract_"))
         self.train_graph = train_graph
         self.eval_graph = eval_graph
 
