@@ -118,6 +118,19 @@ def test_inplace_relu_does_not_change_returned_values():
     assert ex.num_clones["eval"] == 1  # only bn1: relu_1 is the last writer, conv1/bn2 are never written
 
 
+def test_clone_goes_when_its_inplace_writer_is_pruned():
+    model = build("resnet18").eval()
+    x = torch.randn(2, 3, 64, 64)
+    alone = extract(model, ["layer1.0.add"])  # the in-place relu after it is pruned: no clone
+    assert alone.num_clones == {"train": 0, "eval": 0}
+    tv = tvfe.create_feature_extractor(model, ["layer1.0.add"])
+    assert len(alone.eval_graph.nodes) == len(tv.eval_graph.nodes)
+    both = extract(model, ["layer1.0.add", "layer1.0.relu_1"])  # relu_1 kept: the add needs a copy
+    assert both.num_clones["eval"] == 1
+    torch.testing.assert_close(both(x)["layer1.0.add"], alone(x)["layer1.0.add"])
+    assert not torch.equal(both(x)["layer1.0.add"], both(x)["layer1.0.relu_1"])
+
+
 def test_common_case_copies_nothing():
     ex = extract(build("resnet18"), ["layer1", "layer2", "layer3", "layer4", "fc"])
     assert ex.num_clones == {"train": 0, "eval": 0}
@@ -319,7 +332,7 @@ def _module_call_names(model):
 
 def _check_oracle(name, size=64):
     model = build(name).eval()
-    size = 224 if name.startswith(("vit", "swin", "maxvit")) else size
+    size = 224 if name.startswith(("vit", "swin", "maxvit")) else 96 if name == "inception_v3" else size
     x = torch.randn(1, 3, size, size)
     names = _module_call_names(model)
     ex = extract(model, names)

@@ -11,7 +11,15 @@ from torch import fx, nn
 from ._errors import FxtractTypeError, ReturnNodesError
 from ._graph_module import DualGraphModule
 from ._naming import NodePathTracer, _warn_graph_differences, trace_modes
-from ._rewrite import available_names, build_output, protect_outputs, prune, resolve
+from ._rewrite import (
+    available_names,
+    build_output,
+    drop_needless_clones,
+    is_compute,
+    protect_outputs,
+    prune,
+    resolve,
+)
 
 __all__ = ["create_feature_extractor"]
 
@@ -205,8 +213,10 @@ def build_fx_extractor(
         concrete = expand_queries(tracer, queries, mode)
         values = resolve(tracer, concrete, mode)
         build_output(graph, {key: values[q] for q, key in concrete.items()})
-        clones[mode] = protect_outputs(graph, model)
+        protect_outputs(graph, model)
         stats[mode] = dict(prune(graph, model, tracer))
+        clones[mode] = drop_needless_clones(graph, model)
+        stats[mode].update(nodes_after=len(graph.nodes), compute_after=sum(map(is_compute, graph.nodes)))
         graphs[mode] = graph
         resolved[mode] = concrete
     if not suppress_diff_warning:

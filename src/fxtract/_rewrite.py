@@ -324,6 +324,32 @@ def protect_outputs(graph: fx.Graph, root: nn.Module) -> int:
     return len(clones)
 
 
+def drop_needless_clones(graph: fx.Graph, root: nn.Module) -> int:
+    """Remove the clones whose in-place writer was pruned; return how many clones remain.
+
+    ``protect_outputs`` runs before pruning (a clone is what lets the pruner drop the
+    in-place op that follows a returned value), so some clones guard an op that is gone.
+    """
+    clones = [n for n in graph.nodes if n.meta.get("fxtract_clone")]
+    if not clones:
+        return 0
+    aliases = _Aliases(graph, root)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    last_write: dict[fx.Node, int] = {}
+    for m, roots in aliases.mutates.items():
+        for r in roots:
+            last_write[r] = max(last_write.get(r, -1), order[m])
+    remaining = 0
+    for clone in clones:
+        source = clone.args[0]
+        if any(last_write.get(r, -1) > order[clone] for r in aliases.roots.get(source, ())):
+            remaining += 1
+            continue
+        clone.replace_all_uses_with(source)
+        graph.erase_node(clone)
+    return remaining
+
+
 # ---------------------------------------------------------------------------------------------
 # prune
 
@@ -339,7 +365,7 @@ class PruneStats(dict):
     """``{"nodes_before", "nodes_after", "compute_before", "compute_after"}``."""
 
 
-def _is_compute(node: fx.Node) -> bool:
+def is_compute(node: fx.Node) -> bool:
     return node.op in ("call_module", "call_function", "call_method") and node.target is not set_grad_enabled
 
 
@@ -366,7 +392,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     * ``no_grad`` / ``enable_grad`` regions that contain a kept node.
     """
     nodes = list(graph.nodes)
-    stats = PruneStats(nodes_before=len(nodes), compute_before=sum(_is_compute(n) for n in nodes))
+    stats = PruneStats(nodes_before=len(nodes), compute_before=sum(is_compute(n) for n in nodes))
     aliases = _Aliases(graph, root)
     scope = tracer.node_to_call
     modules = dict(root.named_modules())
@@ -389,7 +415,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     def mark_scopes() -> set[int]:
         out: set[int] = set()
         for n in kept:
-            if _is_compute(n) and n in scope:
+            if is_compute(n) and n in scope:
                 out.update(id(c) for c in scope[n].ancestors())
         return out
 
@@ -425,7 +451,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
 
     # Grad-mode regions: an enter node returns the previous mode, its exit node restores it.
     order = {n: i for i, n in enumerate(nodes)}
-    kept_positions = sorted(order[n] for n in kept if _is_compute(n))
+    kept_positions = sorted(order[n] for n in kept if is_compute(n))
     for node in nodes:
         if node.target is set_grad_enabled and node.args and isinstance(node.args[0], fx.Node):
             enter, exit_ = node.args[0], node
@@ -437,7 +463,7 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
         if node not in kept:
             graph.erase_node(node)
     remaining = list(graph.nodes)
-    stats.update(nodes_after=len(remaining), compute_after=sum(_is_compute(n) for n in remaining))
+    stats.update(nodes_after=len(remaining), compute_after=sum(is_compute(n) for n in remaining))
     return stats
 
 
