@@ -125,6 +125,19 @@ def test_fasterrcnn_uses_hooks():
     check(model, ["backbone.body", "backbone.fpn", "rpn.head"], (images,), "hooks")
 
 
+def test_raft_small_uses_export():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.optical_flow.raft_small(weights=None).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = (torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128))  # RAFT needs >= 128 px
+    nodes = ["feature_encoder", "context_encoder", "update_block", "update_block_3"]
+    check(model, nodes, images, "export")  # FX fails on its loop over flow updates
+    pyramid = model.corr_block.corr_pyramid  # export did not leave fake tensors on the model
+    assert all(type(t) is torch.Tensor for t in pyramid)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+
+
 def test_get_graph_node_names_falls_back():
     names = get_graph_node_names(U.SumBranch(), example_inputs=torch.ones(2, 8), suppress_diff_warning=True)
     assert names[1] == ["a", "b", "c"]
