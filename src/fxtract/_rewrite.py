@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional
 
 import torch
@@ -294,6 +294,21 @@ def _is_container(node: fx.Node) -> bool:
     return node.op in ("call_function", "call_method") and _op_name(node) in _CONTAINER_OPS
 
 
+def _written_after(graph: fx.Graph, root: nn.Module) -> Callable[[fx.Node, fx.Node], bool]:
+    """``f(value, point)``: does an in-place op after ``point`` change memory ``value`` may share?"""
+    aliases = _Aliases(graph, root)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    last_write: dict[fx.Node, int] = {}  # per storage root, the position of its last in-place op
+    for m, roots in aliases.mutates.items():
+        for r in roots:
+            last_write[r] = max(last_write.get(r, -1), order[m])
+
+    def written_after(value: fx.Node, point: fx.Node) -> bool:
+        return any(last_write.get(r, -1) > order[point] for r in aliases.roots.get(value, ()))
+
+    return written_after
+
+
 def protect_outputs(graph: fx.Graph, root: nn.Module) -> int:
     """Clone each returned node that a later in-place op would change; return the clone count."""
     output = next(n for n in reversed(graph.nodes) if n.op == "output")
@@ -301,16 +316,10 @@ def protect_outputs(graph: fx.Graph, root: nn.Module) -> int:
     fx.node.map_arg(output.args, returned.append)
     if not returned:
         return 0
-    aliases = _Aliases(graph, root)
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    # For each root, the position of the last in-place op on it.
-    last_write: dict[fx.Node, int] = {}
-    for m, roots in aliases.mutates.items():
-        for r in roots:
-            last_write[r] = max(last_write.get(r, -1), order[m])
+    written_after = _written_after(graph, root)
     clones: dict[fx.Node, fx.Node] = {}
     for node in dict.fromkeys(returned):
-        if any(last_write.get(r, -1) > order[node] for r in aliases.roots.get(node, ())):
+        if written_after(node, node):
             with graph.inserting_after(node):
                 if _is_container(node):
                     from ._runtime import clone_tree
@@ -333,16 +342,11 @@ def drop_needless_clones(graph: fx.Graph, root: nn.Module) -> int:
     clones = [n for n in graph.nodes if n.meta.get("fxtract_clone")]
     if not clones:
         return 0
-    aliases = _Aliases(graph, root)
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    last_write: dict[fx.Node, int] = {}
-    for m, roots in aliases.mutates.items():
-        for r in roots:
-            last_write[r] = max(last_write.get(r, -1), order[m])
+    written_after = _written_after(graph, root)
     remaining = 0
     for clone in clones:
         source = clone.args[0]
-        if any(last_write.get(r, -1) > order[clone] for r in aliases.roots.get(source, ())):
+        if written_after(source, clone):
             remaining += 1
             continue
         clone.replace_all_uses_with(source)
