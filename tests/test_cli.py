@@ -75,6 +75,44 @@ def model_file(tmp_path_factory) -> Path:
     return path
 
 
+UNTRACEABLE_FILE = """
+from torch import nn
+
+
+class Branchy(nn.Module):
+    # Reads a tensor value: only hooks (with one real forward) can follow it.
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        if h.abs().sum() > 0:
+            h = h * 2
+        return self.b(h)
+
+
+class ShapeBranch(nn.Module):
+    # Branches on a size: FX cannot trace it, torch.export can.
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = x * 2
+        return self.a(x)
+"""
+
+
+@pytest.fixture(scope="module")
+def untraceable_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "untraceable.py"
+    path.write_text(UNTRACEABLE_FILE)
+    return path
+
+
 def run(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
@@ -252,6 +290,56 @@ def test_weights_from_a_state_dict(model_file, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# --strategy
+
+
+def test_strategy_hooks_and_its_warning(untraceable_file):
+    result = run("nodes", f"{untraceable_file}:Branchy", "--strategy", "hooks", "--input-size", "8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["a", "b"]
+    assert "fxtract: warning: describe() ran a real forward because Branchy" in result.stderr
+    names = run("nodes", "torchvision:resnet18", "--strategy", "hooks", "--input-size", "3,32,32").stdout
+    assert names.splitlines()[:3] == ["conv1", "bn1", "relu"] and "layer1.0.relu_1" in names.split()
+
+
+def test_strategy_auto_falls_back_and_says_so(untraceable_file):
+    result = run("nodes", f"{untraceable_file}:ShapeBranch", "--input-size", "8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "x" and "a" in result.stdout.split()
+    assert "fxtract: warning: fxtract used strategy='export'; earlier strategies failed: fx:" in result.stderr
+    assert "input shape [1, 8]" in result.stderr
+    # names from FX need no input at all
+    fx = run("nodes", "torchvision:resnet18", "--strategy", "fx", "--filter", "fc")
+    assert fx.stdout.split() == ["fc"] and "input shape" not in fx.stderr
+
+
+def test_describe_strategy_export_json(untraceable_file):
+    result = run(
+        "describe", f"{untraceable_file}:ShapeBranch", "--strategy", "export", "--json", "--input-size", "8"
+    )
+    assert result.exit_code == 0, result.stderr
+    data = {d["name"]: d for d in json.loads(result.stdout)}
+    assert data["a"]["kind"] == "module" and data["a"]["shapes"] == [[1, 8]] and data["a"]["params"] == 72
+    assert data["mul"]["kind"] == "function" and data["mul"]["target"] == "aten.mul.Tensor"
+    assert "warning" not in result.stderr
+
+
+def test_strategy_errors(untraceable_file):
+    result = run("nodes", f"{untraceable_file}:ShapeBranch", "--strategy", "fx")
+    assert_one_line_error(result, "torch.fx could not trace the top-level forward of ShapeBranch")
+    bad = run("describe", "torchvision:resnet18", "--strategy", "jit")
+    assert bad.exit_code == 2 and "Invalid value for '--strategy'" in bad.stderr
+    assert "'auto', 'fx', 'export', 'hooks'" in bad.stderr
+
+
+def test_strategy_choices_match_the_api():
+    from fxtract._cli import STRATEGIES
+    from fxtract._fallback import STRATEGIES as API_STRATEGIES
+
+    assert STRATEGIES == API_STRATEGIES
+
+
+# ---------------------------------------------------------------------------------------------
 # Mistakes: one line, no traceback
 
 
@@ -340,6 +428,7 @@ def test_help_shows_defaults_and_examples():
         text = run(command, "--help").stdout
         assert "Example:" in text and f"fxtract {command} torchvision:resnet18" in text
         assert "[default: eval]" in text and "3,224,224" in text and "--weights" in text
+        assert "--strategy [auto|fx|export|hooks]" in text and "[default: auto]" in text
     assert run("--version").stdout.strip() == f"fxtract, version {fxtract.__version__}"
 
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import doctest
 import json
+import pickle
 import resource
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 import torchvision
 from torch import fx, nn
 
-from fxtract._describe import NodeInfo, _merge_orders, describe, feature_info, names_in_order
-from fxtract._errors import FxtractValueError, NodeNotFoundError
+from fxtract import _describe
+from fxtract._describe import NodeInfo, NodeInfoList, _merge_orders, describe, feature_info, names_in_order
+from fxtract._errors import FxtractValueError, NodeNotFoundError, StrategyError, TraceError
+from fxtract._hooks import hook_node_names
 from fxtract._naming import NodePathTracer, trace_modes
 
 from . import models as M
+from . import models_export as E
+from . import models_untraceable as U
+from .oracle import module_outputs
 
 
 class Toy(nn.Module):
@@ -372,3 +380,322 @@ def test_feature_info_rules():
     assert got["cat"] == (16, 4)  # 1 prefix token + an 8 x 8 grid
     assert got["mean"] == (16, None)
     assert got["up"] == (16, 0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies: export and hooks
+
+
+def _call_shapes(model, *args, **kwargs):
+    """{call name (``P``, ``P_1``): output shapes} from a real forward with hooks (the oracle)."""
+    model.eval()
+    out = {}
+    for name, value in module_outputs(model, *args, **kwargs).items():
+        leaves = torch.utils._pytree.tree_leaves(value)
+        out[name] = tuple(tuple(t.shape) for t in leaves if isinstance(t, torch.Tensor))
+    return out
+
+
+def _assert_calls_match(infos, oracle):
+    """Every module call ``describe`` reports has the shapes a real forward gave it."""
+    checked = 0
+    for info in infos:
+        if info.kind == "module" and info.name in oracle:
+            assert info.shapes == oracle[info.name], info.name
+            checked += 1
+    assert checked > 0
+    return checked
+
+
+@pytest.fixture
+def strict_warnings():
+    """Any warning fails the test (describe must not warn when nothing fell back)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+class Spy(nn.Module):
+    """Records the type of every tensor it sees: fake (no real forward) or real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.seen: list[str] = []
+
+    def forward(self, x):
+        self.seen.append(type(x).__name__)
+        return self.fc(x)
+
+
+def test_hooks_data_dependent_branch_runs_one_real_forward():
+    model = U.SumBranch()
+    x = torch.randn(2, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(UserWarning, match=r"ran a real forward because SumBranch cannot run on fake tensors"):
+        infos = describe(model, x, strategy="hooks", mode="both")
+    assert isinstance(infos, NodeInfoList) and isinstance(infos, list)
+    assert infos.strategy == "hooks" and infos.real_forward == ("train", "eval")
+    assert all(i.modes == "both" for i in infos)
+    assert [i.name for i in infos] == ["a", "b", "c"]
+    assert {i.name: i.shapes for i in infos} == _call_shapes(model, x)
+    assert all(i.kind == "module" and i.target == "Linear" and i.params == 72 for i in infos)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # auto: fx, automatic leaves and export fail on the branch; one warning says why. In eval
+    # mode only the eval forward runs for real, so the train graph is unknown.
+    with pytest.warns(UserWarning, match=r"used strategy='hooks'; earlier strategies failed: fx: .*export: "):
+        with pytest.warns(
+            UserWarning, match=r"in eval mode, .* train-mode forward failed .*only reflects eval"
+        ):
+            auto = describe(model, x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        describe(model, x)
+    assert len(caught) == 2 and all(w.filename == __file__ for w in caught)  # they point here
+    assert auto.strategy == "hooks" and auto.real_forward == ("eval",)
+    assert [(i.name, i.shapes, i.modes) for i in auto] == [(i.name, i.shapes, "eval") for i in infos]
+
+
+def test_hooks_run_on_fake_tensors_without_a_real_forward(strict_warnings):
+    model = nn.Sequential(Spy(), nn.ReLU())
+    infos = describe(model, torch.randn(3, 8), strategy="hooks", mode="both")
+    assert infos.strategy == "hooks" and infos.real_forward == ()
+    assert model[0].seen == ["FakeTensor", "FakeTensor"]  # train and eval, both fake
+    assert [(i.name, i.shapes, i.parent) for i in infos] == [
+        ("0", ((3, 8),), ""),
+        ("0.fc", ((3, 8),), "0"),
+        ("1", ((3, 8),), ""),
+    ]
+    assert all(i.modes == "both" for i in infos)
+
+
+def test_hooks_names_repeated_calls_as_get_graph_node_names():
+    model = E.Repeats()
+    x = torch.randn(2, 4)
+    infos = describe(model, x, strategy="hooks")
+    assert [i.name for i in infos] == hook_node_names(model, x)[1]
+    assert {i.name: i.shapes for i in infos} == _call_shapes(model, x)
+    assert {i.name: i.parent for i in infos}["block.0_1"] == "block_1"
+
+
+class TrainOnly(nn.Module):
+    """``drop`` runs in train mode only; batch norm moves its statistics in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(0.5)
+        self.last = None
+
+    def forward(self, x):
+        x = self.bn(self.fc(x))
+        if self.training:
+            x = self.drop(x)
+        self.last = x  # an attribute set in forward: must not keep a fake tensor
+        return x
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attribute self.last was assigned during export")
+@pytest.mark.parametrize("strategy", ["hooks", "export"])
+def test_train_eval_presence_and_model_untouched(strategy):
+    model = TrainOnly().train()
+    model.bn.eval()  # a submodule's own flag, restored as it was
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    infos = describe(model, torch.randn(8, 4), mode="both", strategy=strategy, nodes="*")
+    modes = {i.name: i.modes for i in infos}
+    assert modes["drop"] == "train" and modes["fc"] == modes["bn"] == "both"
+    assert {i.name: i.shapes for i in infos}["drop"] == ((8, 4),)
+    assert "drop" not in [i.name for i in describe(model, torch.randn(8, 4), strategy=strategy)]
+    assert model.training and not model.bn.training and model.last is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("strategy, what", [("hooks", "forward"), ("export", "export")])
+def test_other_mode_failing_is_a_warning(strategy, what):
+    # Train-mode batch norm refuses one value per channel; eval mode is fine.
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    with pytest.warns(
+        UserWarning, match=f"the train-mode {what} failed .*per channel.*only reflects eval mode"
+    ):
+        infos = describe(model, torch.zeros(1, 4), strategy=strategy, nodes="*")
+    assert {i.name: i.shapes for i in infos}["1"] == ((1, 3),) and {i.modes for i in infos} == {"eval"}
+    with pytest.raises((FxtractValueError, TraceError), match="per channel"):
+        describe(model, torch.zeros(1, 4), strategy=strategy, mode="train")
+
+
+def test_export_dino_vit_auto_falls_back_to_export():
+    model = U.TinyDino().eval()
+    x = torch.randn(2, 3, 48, 32)  # not the position embedding's size: interpolated
+    with pytest.warns(UserWarning, match=r"fxtract used strategy='export'; earlier strategies failed: fx: "):
+        infos = describe(model, x, nodes="*")
+    assert infos.strategy == "export" and infos.auto_leaves == {}
+    by_name = {i.name: i for i in infos}
+    _assert_calls_match(infos, _call_shapes(model, x))
+    assert by_name["x"].kind == "input" and by_name["x"].shapes == ((2, 3, 48, 32),)
+    assert by_name["patch_embed"].kind == "module" and by_name["patch_embed"].target == "Conv2d"
+    assert by_name["patch_embed"].params == sum(p.numel() for p in model.patch_embed.parameters())
+    ops = [i for i in infos if i.kind == "function"]
+    assert ops and all(i.target.startswith(("aten.", "operator.")) for i in ops)
+    assert by_name["blocks.1"].parent == "" and by_name["blocks.1.linear1"].parent == "blocks.1"
+    with torch.no_grad():
+        assert infos[-1].name == "norm" and infos[-1].shapes == (tuple(model(x).shape),)
+    # the default lists the graph's nodes only: module calls that are no node are left out
+    default = [i.name for i in describe(model, x, strategy="export")]
+    assert default == [i.name for i in infos if i.name in set(default)] and default[0] == "x"
+    calls_only = set(by_name) - set(default)  # blocks.0.norm2: its output is the node blocks.0
+    assert calls_only and all(by_name[n].kind == "module" for n in calls_only)
+
+
+def test_export_explicit_does_not_warn(strict_warnings):
+    infos = describe(E.TinyDino(), torch.randn(2, 3, 16, 16), strategy="export", nodes="blocks.0.attn*")
+    assert infos.strategy == "export"
+    assert [i.name for i in infos][-1] == "blocks.0.attn"  # after the ops it ran
+    assert {i.name: i.shapes for i in infos}["blocks.0.attn.qkv"] == ((2, 5, 48),)
+
+
+def _present(model, cls):
+    """The paths of the submodules of class ``cls`` (names from the installed version)."""
+    return [p for p, m in model.named_modules() if type(m).__name__ == cls]
+
+
+def test_hf_bert_tiny_through_export():
+    inputs = {
+        "input_ids": torch.randint(0, 100, (2, 7)),
+        "attention_mask": torch.ones(2, 7, dtype=torch.long),
+    }
+    model = E.tiny_bert()
+    with pytest.warns(UserWarning, match="used strategy='export'"):
+        infos = describe(model, inputs, nodes="*")
+    assert infos.strategy == "export"
+    oracle = _call_shapes(model, **inputs)
+    assert _assert_calls_match(infos, oracle) >= 20
+    by_name = {i.name: i for i in infos}
+    first_layer = _present(model, "BertLayer")[0]
+    assert by_name[first_layer].shapes == ((2, 7, 32),)
+    assert by_name[first_layer].params == sum(
+        p.numel() for p in model.get_submodule(first_layer).parameters()
+    )
+
+
+def test_hf_vit_tiny_through_hooks(strict_warnings):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    model = transformers.ViTModel(cfg).eval()
+    x = torch.randn(2, 3, 32, 32)
+    infos = describe(model, x, strategy="hooks")
+    assert infos.strategy == "hooks" and infos.real_forward == ()
+    oracle = _call_shapes(model, x)
+    assert {i.name: i.shapes for i in infos} == oracle
+    linears = _present(model, "Linear")
+    assert linears and all(n in oracle for n in linears)
+    fc = next(i for i in infos if i.name == linears[-1])
+    assert fc.kind == "module" and fc.params == sum(
+        p.numel() for p in model.get_submodule(fc.name).parameters()
+    )
+
+
+@pytest.mark.parametrize("strategy", ["hooks", "export"])
+def test_meta_model(strategy, strict_warnings):
+    real = E.TinyDino()
+    with torch.device("meta"):
+        meta = E.TinyDino()
+    x = torch.zeros(2, 3, 16, 16)
+    infos = describe(meta, x, strategy=strategy, nodes="*")
+    assert infos.strategy == strategy
+    expected = {i.name: i for i in describe(real, x, strategy=strategy, nodes="*")}
+    assert [i.name for i in infos] == list(expected)
+    for info in infos:
+        assert info == expected[info.name], info.name
+    _assert_calls_match(infos, _call_shapes(real, x))
+    assert all(p.is_meta for p in meta.parameters())
+
+
+def test_meta_model_needing_values_is_a_clear_error():
+    with torch.device("meta"):
+        model = U.SumBranch()
+    with pytest.raises(StrategyError, match=r"needs tensor values .*parameters are on the meta device"):
+        describe(model, torch.ones(2, 8), strategy="hooks")
+    with pytest.raises(StrategyError, match="meta device"):
+        describe(model, torch.ones(2, 8))  # auto: every strategy fails
+    with pytest.raises(StrategyError, match="example_inputs are on the meta device"):
+        describe(U.SumBranch(), torch.empty(2, 8, device="meta"), strategy="hooks")
+
+
+@pytest.mark.parametrize("strategy", ["hooks", "export"])
+def test_no_activation_memory(strategy):
+    # A real forward would take ~14 GB of activations; the inputs are meta too.
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    infos = describe(model, torch.empty(64, 3, 1024, 1024, device="meta"), strategy=strategy)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert infos[-1].name == "2" and infos[-1].shapes == ((64, 64, 1024, 1024),)
+    assert grown_mb < 500
+
+
+def test_strategy_recorded_and_automatic_leaves():
+    infos = describe(M.Containers(), torch.zeros(2, 4))
+    assert infos.strategy == "fx" and infos.auto_leaves == {} and infos.real_forward == ()
+    with pytest.warns(UserWarning, match=r"became leaves .*inner\.0 \(TypeError") as caught:
+        infos = describe(M.DeepInt(), torch.randn(3, 4), nodes="*")
+    assert [w.filename for w in caught] == [__file__]
+    assert infos.strategy == "fx" and list(infos.auto_leaves) == ["inner.0"]
+    assert {i.name: i.shapes for i in infos}["inner.0"] == ((3, 4),)
+    copy = pickle.loads(pickle.dumps(infos))
+    assert copy == infos and copy.strategy == "fx" and copy.auto_leaves == infos.auto_leaves
+
+
+def test_auto_falls_back_when_shapes_need_values():
+    class NonZero(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x).nonzero()
+
+    # FX traces it but cannot run nonzero on fake tensors; export gives the size a name
+    with pytest.warns(UserWarning, match=r"used strategy='export'.*depends on tensor values"):
+        infos = describe(NonZero(), torch.randn(3, 4))
+    assert infos.strategy == "export"
+    assert {i.name: i.shapes for i in infos}["nonzero"] == (("u0", 2),)
+    with pytest.raises(FxtractValueError, match="depends on tensor values"):
+        describe(NonZero(), torch.randn(3, 4), strategy="fx")
+
+
+def test_strategy_errors():
+    x = torch.zeros(2, 8)
+    with pytest.raises(
+        FxtractValueError, match=r"strategy must be one of \('auto', 'fx', 'export', 'hooks'\)"
+    ):
+        describe(U.SumBranch(), x, strategy="jit")
+    for strategy in ("export", "hooks"):
+        with pytest.raises(StrategyError, match=f"strategy='{strategy}'.*needs example_inputs"):
+            describe(U.SumBranch(), None, strategy=strategy)
+    with pytest.raises(StrategyError, match=r"FX cannot trace SumBranch .*pass example_inputs"):
+        describe(U.SumBranch())
+    with pytest.raises(TraceError, match="could not trace"):
+        describe(U.SumBranch(), x, strategy="fx")
+    with pytest.raises(TraceError, match=r"torch\.export could not export"):
+        describe(U.SumBranch(), x, strategy="export")
+    bad = nn.Sequential(nn.Linear(8, 4), nn.Linear(5, 2))
+    with pytest.raises(FxtractValueError, match=r"fake tensors failed in module call '1' \(Linear\)"):
+        describe(bad, x, strategy="hooks")
+    with pytest.raises(NodeNotFoundError, match="Did you mean"):
+        describe(U.SumBranch(), x, strategy="hooks", nodes="cc")
+
+
+def test_feature_info_with_hooks():
+    got = feature_info(U.TinyDino(), ["blocks.1", "norm"], torch.zeros(1, 3, 32, 32), strategy="hooks")
+    assert [(f["name"], f["num_chs"], f["reduction"]) for f in got] == [("blocks.1", 32, 8), ("norm", 32, 8)]
+
+
+def test_doctests():
+    assert doctest.testmod(_describe, optionflags=doctest.ELLIPSIS).failed == 0

@@ -276,6 +276,22 @@ def test_torchscript_keeps_switching():
     _check_mode(scripted, "train")
 
 
+@pytest.mark.parametrize("start", ["train", "eval"])
+def test_torchscript_with_train_eval_outputs_of_different_types(start):
+    # torchvision's own test_jit_forward_backward samples different train / eval nodes (vit:
+    # a tuple-returning attention module in one mode only): one forward cannot return both
+    # types, so the current mode's graph is scripted, as torchvision does.
+    model = M.Containers().train(start == "train")
+    ex = create_feature_extractor(
+        model, train_return_nodes=["pair"], eval_return_nodes=["early"], suppress_diff_warning=True
+    )
+    with pytest.warns(UserWarning, match=f"runs the {start} graph only"):
+        scripted = torch.jit.script(ex)
+    expected = ex(X4)
+    for mode in (True, False):
+        assert_same(scripted.train(mode)(X4), expected, f"{start}->{mode}")
+
+
 def test_compile_and_export():
     model = build("resnet18").eval()
     ex = extract(model, ["layer1", "fc"])

@@ -153,3 +153,21 @@ class _AnyRuntime(str):
 
 
 ANY_RUNTIME = _AnyRuntime("export|hooks")
+
+
+def test_feature_info_for_every_strategy():
+    x = torch.randn(2, 3, 48, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_export = create_feature_extractor(U.TinyDino(), ["blocks.0"], example_inputs=x)
+        by_hooks = create_feature_extractor(U.SumBranch(), ["c"], example_inputs=torch.ones(2, 8))
+        by_leaves = create_feature_extractor(M.DeepInt(), ["inner"], example_inputs=torch.randn(3, 4))
+    assert by_export.strategy == "export"
+    assert by_export.feature_info == [
+        {"name": "blocks.0", "num_chs": 32, "reduction": 8, "shape": (2, 25, 32), "key": "blocks.0"}
+    ]
+    assert by_hooks.strategy == "hooks"
+    assert by_hooks.feature_info == [
+        {"name": "c", "num_chs": 8, "reduction": None, "shape": (2, 8), "key": "c"}
+    ]
+    assert by_leaves.auto_leaves and by_leaves.feature_info[0]["shape"] == (3, 4)

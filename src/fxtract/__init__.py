@@ -33,6 +33,7 @@ _LAZY = {
     "describe": "_describe",
     "feature_info": "_describe",
     "NodeInfo": "_describe",
+    "NodeInfoList": "_describe",
     "select_nodes": "_select",
 }
 
@@ -41,6 +42,7 @@ __all__ = [
     "FxtractError",
     "LeafModuleAwareTracer",
     "NodeInfo",
+    "NodeInfoList",
     "NodeNotFoundError",
     "NodePathTracer",
     "ReturnNodesError",
@@ -55,7 +57,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._describe import NodeInfo, describe, feature_info
+    from ._describe import NodeInfo, NodeInfoList, describe, feature_info
     from ._extractor import create_feature_extractor
     from ._graph_module import DualGraphModule
     from ._naming import (

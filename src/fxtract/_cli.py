@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -25,6 +26,8 @@ __all__ = ["main"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MODES = ("train", "eval", "both")
+# fxtract._fallback.STRATEGIES, repeated here so that --help does not import torch.
+STRATEGIES = ("auto", "fx", "export", "hooks")
 
 
 @contextlib.contextmanager
@@ -62,7 +65,16 @@ def _parse_input_size(ctx: click.Context, param: click.Parameter, value: Optiona
 
 
 def _model_options(func: Any) -> Any:
-    """MODEL, --input-size, --weights and --mode, shared by every command."""
+    """MODEL, --input-size, --weights, --mode and --strategy, shared by every command."""
+    func = click.option(
+        "--strategy",
+        type=click.Choice(STRATEGIES),
+        default="auto",
+        show_default=True,
+        help="How nodes are found: fx (symbolic tracing, op level), export (torch.export, op level) or "
+        "hooks (module calls only); auto tries fx, FX with automatic leaves, export, then hooks. "
+        "export and hooks run the model on fake tensors of --input-size.",
+    )(func)
     func = click.option(
         "--mode",
         type=click.Choice(MODES),
@@ -97,6 +109,20 @@ def _load(spec: str, weights: Optional[str]) -> LoadedModel:
     n_params = sum(p.numel() for p in loaded.model.parameters())
     click.echo(f"fxtract: {type(loaded.model).__name__}, {_count(n_params)} parameters", err=True)
     return loaded
+
+
+def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo]:
+    """``fxtract.describe``; its own warnings (strategy used, real forward) as ``fxtract:`` lines."""
+    from ._describe import describe
+
+    with warnings.catch_warnings(record=True) as caught:
+        infos = describe(loaded.model, example, tracer_kwargs=loaded.tracer_kwargs, **kwargs)
+    for w in caught:
+        if w.filename == __file__:  # describe's warnings point at their caller: here
+            click.echo(f"fxtract: warning: {' '.join(str(w.message).split())}", err=True)
+        else:  # torch's and the model's own, as Python shows them
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return infos
 
 
 def _input(loaded: LoadedModel, input_size: Optional[tuple[int, ...]]) -> Any:
@@ -197,6 +223,7 @@ def nodes(
     input_size: Optional[tuple[int, ...]],
     weights: Optional[str],
     mode: str,
+    strategy: str,
     shapes: bool,
     filters: tuple[str, ...],
     modules: bool,
@@ -213,16 +240,23 @@ def nodes(
     if depth is not None and not tree:
         raise _UsageError("--depth only applies with --tree.")
     with _user_errors():
-        from ._describe import describe
-
         loaded = _load(model, weights)
-        example = _input(loaded, input_size) if (shapes or tree) else None
         if tree:
-            infos = describe(loaded.model, example, nodes="*", mode=mode, tracer_kwargs=loaded.tracer_kwargs)
+            infos = _describe(loaded, _input(loaded, input_size), nodes="*", mode=mode, strategy=strategy)
             _print_tree(loaded, _with_ancestors(infos, filters), depth, as_json)
             return
         patterns: Any = list(filters) if filters else ("*" if modules else None)
-        infos = describe(loaded.model, example, nodes=patterns, mode=mode, tracer_kwargs=loaded.tracer_kwargs)
+        options = {"nodes": patterns, "mode": mode, "strategy": strategy}
+        # FX lists names without running anything; export and hooks need an input.
+        if shapes or strategy in ("export", "hooks"):
+            infos = _describe(loaded, _input(loaded, input_size), **options)
+        else:
+            try:
+                infos = _describe(loaded, None, **options)
+            except FxtractError as e:
+                if not getattr(e, "needs_inputs", False):  # FX failed: auto goes on with an input
+                    raise
+                infos = _describe(loaded, _input(loaded, input_size), **options)
         if as_json:
             keep_shapes = shapes
             _json([_info_dict(i, keep_shapes) for i in infos])
@@ -259,6 +293,7 @@ def describe_command(
     input_size: Optional[tuple[int, ...]],
     weights: Optional[str],
     mode: str,
+    strategy: str,
     patterns: tuple[str, ...],
     exclude: tuple[str, ...],
     as_json: bool,
@@ -273,17 +308,10 @@ def describe_command(
       fxtract describe torchvision:resnet18 --nodes 'layer*' --exclude 're:.*bn\\d'
     """
     with _user_errors():
-        from ._describe import describe
-
         loaded = _load(model, weights)
         example = _input(loaded, input_size)
-        infos = describe(
-            loaded.model,
-            example,
-            nodes=list(patterns) or None,
-            exclude=exclude,
-            mode=mode,
-            tracer_kwargs=loaded.tracer_kwargs,
+        infos = _describe(
+            loaded, example, nodes=list(patterns) or None, exclude=exclude, mode=mode, strategy=strategy
         )
         if as_json:
             _json([i.to_dict() for i in infos])

@@ -32,9 +32,13 @@ import contextlib
 import copy
 import functools
 import inspect
+import io
 import keyword
+import logging
 import operator
 import re
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -187,6 +191,26 @@ class _CallRecorder:
         return tokens
 
 
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[io.StringIO]:
+    """Hold back what a failing export prints (its partial graph, a symbolic-shapes warning).
+
+    A failure is normal here (the next strategy is tried) and our error says why in a
+    few lines; on success what was printed is passed on. The model's own warnings about
+    attributes its forward assigns are dropped: the snapshot restores those attributes.
+    """
+    buffer = io.StringIO()
+    shapes_log = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    disabled = shapes_log.disabled
+    shapes_log.disabled = True
+    try:
+        with contextlib.redirect_stderr(buffer), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"The tensor attributes .* were assigned during export")
+            yield buffer
+    finally:
+        shapes_log.disabled = disabled
+
+
 def _export(
     model: nn.Module, args: tuple, kwargs: dict, mode: str, dynamic_batch: bool, leaf: LeafModuleAwareTracer
 ) -> tuple[Any, _CallRecorder]:
@@ -197,12 +221,15 @@ def _export(
         recorder = _CallRecorder(model, leaf)
         # Non-strict export runs the real forward: attributes it assigns would keep fake tensors.
         snapshot = _ModelSnapshot(model)
+        stderr = io.StringIO()
         try:
             shapes = _batch_dynamic_shapes(model, args, kwargs) if dynamic else None
-            with training_mode(model, mode == "train"), recorder.recording():
+            with training_mode(model, mode == "train"), recorder.recording(), _quiet_export() as stderr:
                 ep = torch.export.export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
+            sys.stderr.write(stderr.getvalue())
             return ep, recorder
         except Exception as e:
+            e.fxtract_stderr = stderr.getvalue()  # type: ignore[attr-defined]
             errors.append(e)
         finally:
             snapshot.restore()

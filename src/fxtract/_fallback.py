@@ -81,19 +81,40 @@ def create(
         strategy=strategy,
         example_inputs=example_inputs,
     )
+    if getattr(extractor, "feature_info", None) is not None:  # the export strategy's own
+        return extractor
     extractor.feature_info = None
-    if example_inputs is not None and getattr(extractor, "strategy", None) == "fx":
-        from ._describe import feature_info
-
-        # timm-style channels / reduction of the eval outputs, from fake tensors (no forward).
-        try:
-            infos = feature_info(model, list(eval_nodes), example_inputs, tracer_kwargs=tracer_kwargs)
-        except Exception as e:  # describe is best-effort here; the extractor itself is fine
-            warnings.warn(f"feature_info unavailable: {_short(e)}", stacklevel=3)
-        else:
-            keys = {q: k for q, k in eval_nodes.items()}
-            extractor.feature_info = [{**i, "key": keys.get(i["name"], i["name"])} for i in infos]
+    if example_inputs is not None:
+        extractor.feature_info = _feature_info(model, extractor, eval_nodes, example_inputs, tracer_kwargs)
     return extractor
+
+
+def _feature_info(
+    model: nn.Module,
+    extractor: nn.Module,
+    eval_nodes: Mapping[str, str],
+    example_inputs: Any,
+    tracer_kwargs: Optional[dict[str, Any]],
+) -> Optional[list[dict[str, Any]]]:
+    """timm-style channels / reduction of the eval outputs, from fake tensors (no forward)."""
+    from ._describe import feature_info
+
+    strategy = getattr(extractor, "strategy", "auto")
+    leaves = list(getattr(extractor, "auto_leaves", None) or ())
+    if leaves:  # the modules that became leaves, by path, so describe traces what the extractor did
+        tracer_kwargs = dict(tracer_kwargs or {})
+        tracer_kwargs["leaf_modules"] = [*tracer_kwargs.get("leaf_modules", ()), *leaves]
+    keys = dict(getattr(extractor, "eval_return_nodes", None) or eval_nodes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the extractor's own creation already warned
+            infos = feature_info(
+                model, list(keys), example_inputs, strategy=strategy, tracer_kwargs=tracer_kwargs
+            )
+    except Exception as e:  # best-effort: the extractor itself is fine
+        warnings.warn(f"extractor.feature_info is unavailable: {_short(e)}", stacklevel=4)
+        return None
+    return [{**i, "key": keys.get(i["name"], i["name"])} for i in infos]
 
 
 def _create(
@@ -175,9 +196,18 @@ def _warn_fallback(used: str, why: list[str]) -> None:
 def _export_extractor(
     model: nn.Module, train: Mapping[str, str], eval_: Mapping[str, str], inputs: Any
 ) -> nn.Module:
-    from ._export import create_export_extractor
+    from ._describe import export_feature_rows
+    from ._export import create_export_extractor, trace_export
 
-    return create_export_extractor(model, dict(train), dict(eval_), inputs)
+    traces = trace_export(model, inputs)
+    extractor = create_export_extractor(model, dict(train), dict(eval_), inputs, traces=traces)
+    try:  # from the fake values export recorded: no second export
+        rows = export_feature_rows(traces["eval"], eval_, inputs)
+    except Exception as e:  # best-effort: the extractor itself is fine
+        warnings.warn(f"extractor.feature_info is unavailable: {_short(e)}", stacklevel=4)
+    else:
+        extractor.feature_info = [{**r, "key": eval_[r["name"]]} for r in rows]
+    return extractor
 
 
 def _hooks_extractor(model: nn.Module, train: Mapping[str, str], eval_: Mapping[str, str]) -> nn.Module:

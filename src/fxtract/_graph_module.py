@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import linecache
 import typing
+import warnings
 from itertools import chain
 from typing import Any, Optional
 
@@ -156,8 +157,26 @@ class DualGraphModule(fx.GraphModule):
         """Script a module that branches on ``self.training`` between the two graphs.
 
         Scripting a plain ``GraphModule`` freezes the graph current at scripting time.
+        When the two graphs return different TorchScript types (train and eval return
+        nodes of different kinds), no single ``forward`` can return both: the graph of
+        the current mode is scripted alone, as torchvision does, with a warning.
         """
-        return _ScriptableDual(self)
+        # Each graph is compiled once, here; the wrapper holds the compiled modules.
+        train_module = torch.jit.script(fx.GraphModule(self, self.train_graph, "TrainGraph"))
+        eval_module = torch.jit.script(fx.GraphModule(self, self.eval_graph, "EvalGraph"))
+        train_type = train_module.forward.schema.returns[0].type
+        eval_type = eval_module.forward.schema.returns[0].type
+        if train_type == eval_type:
+            return _ScriptableDual(self, train_module, eval_module)
+        mode = "train" if self.training else "eval"
+        warnings.warn(
+            f"the train graph returns {train_type} and the eval graph {eval_type}: TorchScript cannot "
+            f"return both from one forward, so the scripted module runs the {mode} graph only, whatever "
+            "its mode (torchvision's behaviour). Script after .train() / .eval() to get the other one.",
+            stacklevel=4,
+        )
+        current = train_module if self.training else eval_module
+        return _ScriptableDual(self, current, current)
 
 
 def _rebuild(
@@ -179,10 +198,10 @@ def _rebuild(
 class _ScriptableDual(nn.Module):
     """What ``torch.jit.script`` compiles for a :class:`DualGraphModule`."""
 
-    def __init__(self, dual: DualGraphModule) -> None:
+    def __init__(self, dual: DualGraphModule, train_module: nn.Module, eval_module: nn.Module) -> None:
         super().__init__()
-        self.train_module = fx.GraphModule(dual, dual.train_graph, "TrainGraph")
-        self.eval_module = fx.GraphModule(dual, dual.eval_graph, "EvalGraph")
+        self.train_module = train_module
+        self.eval_module = eval_module
         self.training = dual.training
         params = []
         for node in dual.train_graph.nodes:
