@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/naming.py
 	$(PY) benchmarks/extractor.py
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/strategies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

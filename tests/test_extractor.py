@@ -63,6 +63,32 @@ def test_later_calls_are_p_k():
     assert not torch.equal(out["block"], out["block_1"])
 
 
+class _IteratedList(nn.Module):
+    """A ModuleList that forward iterates (never calls): timm coat's serial_blocks1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(3)])
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for blk in self.blocks:
+            x = blk(x) + 1
+        return self.head(x)
+
+
+def test_prefix_of_a_module_never_called_itself():
+    # torchvision accepts any prefix of node names; timm's FeatureGraphNet asks for such paths.
+    model = _IteratedList().eval()
+    ours = extract(model, ["blocks", "blocks.1"])(X4)
+    theirs = tvfe.create_feature_extractor(model, ["blocks", "blocks.1"])(X4)
+    torch.testing.assert_close(ours["blocks"], model.blocks[2](model.blocks[1](model.blocks[0](X4) + 1) + 1))
+    torch.testing.assert_close(ours["blocks"], theirs["blocks"])
+    torch.testing.assert_close(ours["blocks.1"], theirs["blocks.1"])
+    with pytest.raises(NodeNotFoundError):
+        extract(model, ["block"])
+
+
 def test_dict_keys_and_request_order():
     model = build("resnet18").eval()
     out = extract(model, {"layer2": "b", "layer1": "a"})(torch.randn(1, 3, 64, 64))
