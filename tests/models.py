@@ -291,3 +291,19 @@ class InplaceInput(nn.Module):
         z.mul_(2)
         y.add_(1)
         return torch.relu_(y)
+
+
+class SharedPaths(nn.Module):
+    """One block under two paths (timm coat's shared ``cpe``), tied weights, and a BatchNorm buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpe = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        self.stage = nn.Sequential(nn.Linear(4, 4))
+        self.stage.cpe = self.cpe  # the same module object, a second path
+        self.head = nn.Linear(4, 4)
+        self.head.weight = self.stage[0].weight  # tied
+
+    def forward(self, x):
+        x = self.stage.cpe(self.stage[0](x))
+        return self.head(self.cpe(x))

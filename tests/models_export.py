@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -179,3 +180,42 @@ def tiny_bert():
     )
     torch.manual_seed(0)
     return BertModel(config).eval()
+
+
+class Point(NamedTuple):
+    p: torch.Tensor
+    q: torch.Tensor
+
+
+class _TupleNone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x), None  # (hidden, attention weights) as HF attention blocks return
+
+
+class _DictOut(nn.Module):
+    def forward(self, x):
+        return {"h": x * 2, "size": x.shape[-1]}
+
+
+class _Named(nn.Module):
+    def forward(self, x):
+        return Point(x + 1, x - 1)
+
+
+class Structured(nn.Module):
+    """Module calls that return a tuple with None, a dict with an int, a namedtuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = _TupleNone()
+        self.b = _DictOut()
+        self.c = _Named()
+
+    def forward(self, x):
+        y, _ = self.a(x)
+        point = self.c(self.b(y)["h"])
+        return point.p * point.q

@@ -6,20 +6,14 @@ from collections import defaultdict
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from fxtract._naming import _UniqueNamer
 
 
 def _clone(x):
-    if isinstance(x, torch.Tensor):
-        return x.detach().clone()
-    if isinstance(x, (tuple, list)):
-        return (
-            type(x)(_clone(v) for v in x) if not hasattr(x, "_fields") else type(x)(*(_clone(v) for v in x))
-        )
-    if isinstance(x, dict):
-        return {k: _clone(v) for k, v in x.items()}
-    return x
+    """A copy of every tensor in ``x``, containers of the same types (namedtuple, ModelOutput...)."""
+    return pytree.tree_map_only(torch.Tensor, lambda t: t.detach().clone(), x)
 
 
 def module_outputs(model: nn.Module, *args, **kwargs) -> dict[str, object]:

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import fx, nn
 
-from fxtract import _describe
+from fxtract import _describe, create_feature_extractor
 from fxtract._describe import NodeInfo, NodeInfoList, _merge_orders, describe, feature_info, names_in_order
 from fxtract._errors import FxtractValueError, NodeNotFoundError, StrategyError, TraceError
 from fxtract._hooks import hook_node_names
@@ -189,6 +189,29 @@ def test_model_left_untouched_in_train_mode():
     # the same graph on real tensors does update them: describe really ran the updates on fakes
     model.train()(torch.randn(8, 4))
     assert model.count.item() == 1 and model.bn.num_batches_tracked.item() == 1
+
+
+@pytest.mark.parametrize("strategy", ["fx", "export", "hooks"])
+def test_shared_module_paths_get_their_own_tensors_back(strategy):
+    # torch.func.functional_call left fake tensors in a module with two paths (timm coat).
+    model = M.SharedPaths().eval()
+    before = {id(m): (dict(m._parameters), dict(m._buffers)) for m in model.modules()}
+    x = torch.randn(3, 4)
+    expected = model(x)
+    infos = describe(model, x, strategy=strategy, nodes=["cpe", "head"])
+    assert [i.shapes for i in infos] == [((3, 4),), ((3, 4),)]
+    for m in model.modules():
+        params, buffers = before[id(m)]
+        assert all(m._parameters[k] is v for k, v in params.items())
+        assert all(m._buffers[k] is v for k, v in buffers.items())
+    assert model.head.weight is model.stage[0].weight
+    torch.testing.assert_close(model(x), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, ["cpe", "head"], example_inputs=x, strategy=strategy)
+    out = ex.eval()(x)
+    assert type(out["head"]) is torch.Tensor
+    torch.testing.assert_close(out["head"], expected)
 
 
 class Caching(nn.Module):

@@ -29,11 +29,14 @@ from .models_export import (
     BatchNormNet,
     InPlace,
     NoGrad,
+    Point,
     Repeats,
+    Structured,
     TinyDino,
     TupleModel,
     tiny_bert,
 )
+from .oracle import assert_same, module_outputs
 
 
 def hook_outputs(model: nn.Module, *args, **kwargs) -> dict[str, list[torch.Tensor]]:
@@ -123,6 +126,24 @@ def test_tuple_return_and_identity():
     torch.testing.assert_close(got["skip"], got["pair"][0])
     for name in calls:
         assert_matches(got[name], want[name])
+
+
+@pytest.mark.parametrize("roundtrip", [None, copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))])
+def test_module_calls_return_their_own_structure(roundtrip):
+    # A call returns what the module returned: (tensor, None), a dict with an int, a namedtuple.
+    model = Structured().eval()
+    x = torch.randn(3, 4)
+    ex = fxtract.create_feature_extractor(model, ["a", "b", "c"], strategy="export", example_inputs=x)
+    ex = roundtrip(ex) if roundtrip else ex
+    out = ex(x)
+    oracle = module_outputs(model, x)
+    assert out["a"][1] is None and type(out["a"]) is tuple and len(out["a"]) == 2
+    assert set(out["b"]) == {"h", "size"} and out["b"]["size"] == 4
+    assert type(out["c"]) is Point
+    for name in ("a", "b", "c"):
+        assert_same(oracle[name], out[name], name)
+    # the batch dim stays dynamic with structured outputs
+    assert ex(torch.randn(5, 4))["c"].p.shape == (5, 4)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def check(model, nodes, inputs, strategy, *, pass_inputs=True):
         out = ex(*args, **kwargs)
     for n in nodes:
         assert_same(oracle[n], out[n], n)
+        assert type(out[n]) is type(oracle[n]), n  # a ModelOutput stays one
     return ex
 
 
@@ -58,7 +59,7 @@ def test_hf_bert_tiny():
         "input_ids": torch.randint(0, 100, (2, 7)),
         "attention_mask": torch.ones(2, 7, dtype=torch.long),
     }
-    check(model, ["encoder.layer.0", "encoder.layer.1.output"], inputs, "export")
+    check(model, ["encoder", "encoder.layer.0", "encoder.layer.1.output"], inputs, "export")
 
 
 def test_hf_gpt2_tiny():

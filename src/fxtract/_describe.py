@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import fx, nn
@@ -421,23 +421,18 @@ class _ShapeInterpreter(fx.Interpreter):
 
     @classmethod
     def run_on(cls, model: nn.Module, graph: fx.Graph, inputs: list[Any], record: dict, names: dict) -> None:
-        state = dict(model.named_parameters(remove_duplicate=False))
-        state.update(model.named_buffers(remove_duplicate=False))
-        on_meta = any(t.is_meta for t in state.values())
+        interpreter = cls(model, graph, record, names)
+        interpreter.extra_traceback = False  # keep our one-line message as is
+        on_meta, device = _model_placement(model)
         if on_meta:
             # Everything on meta: shapes propagate without data and without a fake mode.
-            to_meta = lambda t: t if t.is_meta else torch.empty_like(t, device="meta")  # noqa: E731
-            state = {k: to_meta(t) for k, t in state.items()}
-            inputs = pytree.tree_map_only(torch.Tensor, to_meta, inputs)
-            _run_with_state(cls, model, graph, inputs, state, record, names)
+            inputs = pytree.tree_map_only(torch.Tensor, _to_meta, inputs)
+            with _stand_ins(model, _to_meta), _quiet_fake_tensor_log():
+                interpreter.run(*inputs)
             return
         from torch._subclasses.fake_tensor import FakeTensorMode
 
-        device = next(iter(state.values())).device if state else torch.device("cpu")
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
-            # The fake parameters stand in for the real ones: nothing the graph does
-            # (``running_mean`` updates, ``self.count += 1``) reaches the user's model.
-            fake_state = {k: mode.from_tensor(t) for k, t in state.items()}
 
             def to_fake(t: torch.Tensor) -> torch.Tensor:
                 if t.is_meta:  # a meta example input: stand-in on the model's device
@@ -445,36 +440,38 @@ class _ShapeInterpreter(fx.Interpreter):
                 return mode.from_tensor(t)
 
             inputs = pytree.tree_map_only(torch.Tensor, to_fake, inputs)
-            _run_with_state(cls, model, graph, inputs, fake_state, record, names)
+            # The fake parameters stand in for the real ones: nothing the graph does
+            # (``running_mean`` updates, ``self.count += 1``) reaches the user's model.
+            with _stand_ins(model, mode.from_tensor), _quiet_fake_tensor_log():
+                interpreter.run(*inputs)
 
 
-class _Runner(nn.Module):
-    """Lets ``torch.func.functional_call`` swap the model's tensors around an interpreter run."""
+@contextlib.contextmanager
+def _stand_ins(model: nn.Module, convert: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Put ``convert(t)`` in place of every parameter and buffer ``t`` of ``model``, then restore.
 
-    def __init__(self, model: nn.Module, run: Any) -> None:
-        super().__init__()
-        self.model = model
-        self._run = run
-
-    def forward(self, *inputs: Any) -> Any:
-        return self._run(*inputs)
-
-
-def _run_with_state(
-    cls: type[_ShapeInterpreter],
-    model: nn.Module,
-    graph: fx.Graph,
-    inputs: list[Any],
-    state: dict[str, torch.Tensor],
-    record: dict,
-    names: dict,
-) -> None:
-    interpreter = cls(model, graph, record, names)
-    interpreter.extra_traceback = False  # keep our one-line message as is
-    runner = _Runner(model, interpreter.run)
-    swapped = {f"model.{k}": v for k, v in state.items()}
-    with _quiet_fake_tensor_log():
-        torch.func.functional_call(runner, swapped, tuple(inputs), strict=False)
+    Each module once (a module with two paths, a block shared by two stages, is one
+    module) and each tensor converted once (tied weights stay tied). Unlike
+    ``torch.func.functional_call``, which swaps a shared module once per path and restores
+    it in the wrong order, this always puts the user's own tensors back.
+    """
+    slots = [
+        (store, key, t)
+        for m in model.modules()
+        for store in (m._parameters, m._buffers)
+        for key, t in store.items()
+        if t is not None
+    ]
+    converted: dict[int, torch.Tensor] = {}
+    try:
+        for store, key, t in slots:
+            if id(t) not in converted:
+                converted[id(t)] = convert(t)
+            store[key] = converted[id(t)]  # type: ignore[assignment]
+        yield
+    finally:
+        for store, key, t in slots:
+            store[key] = t
 
 
 @contextlib.contextmanager
@@ -560,13 +557,12 @@ def _shapes_dtypes(value: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[str, 
     )
 
 
-def _model_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], bool, torch.device]:
-    """Parameters and buffers by name, whether any is on ``meta``, and the model's device."""
-    state = dict(model.named_parameters(remove_duplicate=False))
-    state.update(model.named_buffers(remove_duplicate=False))
-    on_meta = any(t.is_meta for t in state.values())
-    device = next((t.device for t in state.values() if not t.is_meta), torch.device("cpu"))
-    return state, on_meta, device
+def _model_placement(model: nn.Module) -> tuple[bool, torch.device]:
+    """Whether any parameter or buffer is on ``meta``, and the model's device."""
+    tensors = [*model.parameters(), *model.buffers()]
+    on_meta = any(t.is_meta for t in tensors)
+    device = next((t.device for t in tensors if not t.is_meta), torch.device("cpu"))
+    return on_meta, device
 
 
 def _to_meta(t: torch.Tensor) -> torch.Tensor:
@@ -666,7 +662,7 @@ def _export_views(
     from ._export import _trace_mode
     from ._naming import LeafModuleAwareTracer, default_tracer_kwargs
 
-    _, on_meta, device = _model_state(model)
+    on_meta, device = _model_placement(model)
     if on_meta:
         # Everything on meta: export fakes meta tensors as they are, no data is read.
         args, kwargs = pytree.tree_map_only(torch.Tensor, _to_meta, (args, kwargs))
@@ -766,14 +762,10 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     """``model(*args, **kwargs)`` with fake parameters, buffers and inputs (meta ones if the model is)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    state, on_meta, device = _model_state(model)
+    on_meta, device = _model_placement(model)
     if on_meta:
-        state = {k: _to_meta(t) for k, t in state.items()}
         args, kwargs = pytree.tree_map_only(torch.Tensor, _to_meta, (args, kwargs))
     mode = FakeTensorMode(allow_non_fake_inputs=True)
-    # The fake parameters stand in for the real ones: what forward does to them (batch-norm
-    # statistics, ``self.count += 1``) never reaches the user's model.
-    fake_state = {k: mode.from_tensor(t) for k, t in state.items()}
 
     def to_fake(t: torch.Tensor) -> torch.Tensor:
         if t.is_meta and not on_meta:  # a meta example input: stand-in on the model's device
@@ -782,8 +774,14 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
         return mode.from_tensor(t)
 
     args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (args, kwargs))
-    with _quiet_fake_tensor_log(), mode:
-        torch.func.functional_call(model, fake_state, args, kwargs, strict=False)
+    # The fake parameters stand in for the real ones: what forward does to them (batch-norm
+    # statistics, ``self.count += 1``) never reaches the user's model.
+    with (
+        _quiet_fake_tensor_log(),
+        _stand_ins(model, lambda t: mode.from_tensor(_to_meta(t) if on_meta else t)),
+        mode,
+    ):
+        model(*args, **kwargs)
 
 
 def _real_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -824,7 +822,7 @@ def _hook_calls(
                 )
                 raise err from e
             reason = f"{type(model).__name__} cannot run on fake tensors ({recorder.where()}: {_short(e)})"
-            if _model_state(model)[1]:
+            if _model_placement(model)[0]:
                 raise StrategyError(
                     f"describe() cannot infer the shapes of {type(model).__name__} with strategy='hooks': "
                     f"its forward needs tensor values ({recorder.where()}: {_short(e)}), which fake tensors "

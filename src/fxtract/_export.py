@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import inspect
 import io
@@ -135,7 +136,8 @@ class _CallRecorder:
         self.leaf = leaf
         self.calls: list[ModuleCall] = []
         self.by_key: dict[tuple[str, int], ModuleCall] = {}
-        self.tokens: dict[int, Optional[list[int]]] = {}  # id(call) -> a token per tensor returned
+        # id(call) -> what it returned: (structure, leaves with a _Token per tensor), or None
+        self.returned: dict[int, Optional[tuple[pytree.TreeSpec, list[Any]]]] = {}
         self._count: dict[str, int] = {}
         self._stack: list[ModuleCall] = []
         self._next_token = 0
@@ -167,28 +169,42 @@ class _CallRecorder:
             return
         call = self._stack.pop()
         try:
-            self.tokens[id(call)] = self._tag(output)
+            self.returned[id(call)] = self._tag(output)
         except Exception:  # private torch API: never let it break the export
-            self.tokens[id(call)] = None
+            self.returned[id(call)] = None
 
-    def _tag(self, output: Any) -> Optional[list[int]]:
-        """Tag the nodes that produced ``output``'s tensors; ``None`` if one is unknown."""
+    def _tag(self, output: Any) -> Optional[tuple[pytree.TreeSpec, list[Any]]]:
+        """``output``'s structure and leaves, a tensor leaf as a :class:`_Token` on its node.
+
+        ``None`` if a tensor's node is unknown (a parameter returned as is) or a leaf is no
+        tensor and no plain constant (a cache object, a symbolic size): the call's tensors
+        are then found from the graph (:func:`_call_output`).
+        """
         mode = get_proxy_mode() if get_proxy_mode is not None else None
         if mode is None:
             return None
-        slots = [
-            get_proxy_slot(t, mode.tracer, None)
-            for t in pytree.tree_leaves(output)
-            if isinstance(t, torch.Tensor)
-        ]
-        if any(slot is None for slot in slots):
-            return None  # e.g. a constant tensor: fall back to the nodes that leave the call
-        tokens = []
-        for slot in slots:
-            self._next_token += 1
-            slot.proxy.node.meta.setdefault(_TOKENS, []).append(self._next_token)
-            tokens.append(self._next_token)
-        return tokens
+        leaves, spec = pytree.tree_flatten(output)
+        tagged: list[Any] = []
+        for leaf in leaves:
+            if isinstance(leaf, torch.Tensor):
+                slot = get_proxy_slot(leaf, mode.tracer, None)
+                if slot is None:
+                    return None
+                self._next_token += 1
+                slot.proxy.node.meta.setdefault(_TOKENS, []).append(self._next_token)
+                tagged.append(_Token(self._next_token))
+            elif leaf is None or type(leaf) in (int, float, bool, str):
+                tagged.append(leaf)
+            else:
+                return None
+        return spec, tagged
+
+
+@dataclass(frozen=True)
+class _Token:
+    """Stands, in a recorded module output, for the tensor a graph node tagged ``n`` computed."""
+
+    n: int
 
 
 @contextlib.contextmanager
@@ -290,6 +306,9 @@ class ExportTrace:
         module_calls: every module call (leaf or not) that returned tensors, in the order
             the calls started; ``output`` is what it returned (a node or a tuple of nodes).
         range_constraints: ``ExportedProgram.range_constraints`` (the dynamic dims' ranges).
+        returns: for a module call, by name, the structure of what it returned (a tuple, a
+            dict, a Hugging Face ``ModelOutput``...) and its leaves: nodes for the tensors,
+            the plain constants (``None``, ints) as they were.
     """
 
     mode: str
@@ -298,6 +317,7 @@ class ExportTrace:
     node_to_call: dict[fx.Node, ModuleCall]
     module_calls: list[ModuleCall]
     range_constraints: dict[Any, Any]
+    returns: dict[str, tuple[pytree.TreeSpec, list[Any]]] = dataclasses.field(default_factory=dict)
 
     @property
     def node_names(self) -> list[str]:
@@ -342,6 +362,19 @@ class ExportTrace:
             "get_graph_node_names(model, strategy='export', example_inputs=...) "
             "or fxtract._export.export_module_calls(model, example_inputs)."
         )
+
+    def returned(self, name: str) -> tuple[pytree.TreeSpec, list[Any]]:
+        """What ``name`` returns, as a structure and its leaves (nodes, or constants).
+
+        A module call keeps the structure it returned (a ``(tensor, None)`` tuple, a
+        ``ModelOutput``); a node, or a call whose structure was not recorded, is one node
+        or a tuple of them, as :meth:`resolve` gives.
+        """
+        if name in self.returns:
+            return self.returns[name]
+        target = self.resolve(name)
+        leaves, spec = pytree.tree_flatten(target)
+        return spec, leaves
 
 
 def _call_index(key: str) -> int:
@@ -388,10 +421,14 @@ def _trace_mode(
         node_calls[node] = chain
 
     by_token = {t: n for n in graph.nodes for t in n.meta.get(_TOKENS, ())}
+    structures: dict[int, tuple[pytree.TreeSpec, list[Any]]] = {}
     for call in calls:
-        tokens = recorder.tokens.get(id(call))
-        if tokens is not None and all(t in by_token for t in tokens):
-            returned = [by_token[t] for t in tokens]
+        recorded = recorder.returned.get(id(call))
+        if recorded is not None and all(x.n in by_token for x in recorded[1] if isinstance(x, _Token)):
+            spec, leaves = recorded
+            leaves = [by_token[x.n] if isinstance(x, _Token) else x for x in leaves]
+            structures[id(call)] = (spec, leaves)
+            returned = [x for x in leaves if isinstance(x, fx.Node)]
             call.output = None if not returned else returned[0] if len(returned) == 1 else tuple(returned)
         else:
             call.output = _call_output(call)
@@ -432,7 +469,8 @@ def _trace_mode(
 
     module_calls = [c for c in calls if c.output is not None]
     innermost = {node: chain[-1] for node, chain in node_calls.items() if chain}
-    return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints))
+    returns = {c.name: structures[id(c)] for c in module_calls if id(c) in structures}
+    return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints), returns)
 
 
 def _call_output(call: ModuleCall) -> Optional[Target]:
@@ -750,8 +788,8 @@ def _extractor_graph(
         attrs[target] = obj
         return target
 
-    targets = [(key, trace.resolve(name)) for name, key in return_nodes.items()]
-    wanted = [n for _, t in targets for n in (t if isinstance(t, tuple) else (t,))]
+    targets = [(key, *trace.returned(name)) for name, key in return_nodes.items()]
+    wanted = [n for _, _, leaves in targets for n in leaves if isinstance(n, fx.Node)]
 
     # The training IR keeps in-place ops: a result that a later op overwrites (bn1 before
     # relu_(inplace=True)) is cloned where it is computed.
@@ -766,10 +804,13 @@ def _extractor_graph(
     needed = _needed_nodes(trace, wanted)
     new = fx.Graph()
     codegen = old._codegen
-    if isinstance(codegen, _PyTreeCodeGen):
-        # Same inputs (args and kwargs, by name) as the model; the output is our dict.
-        info = codegen.pytree_info._replace(out_spec=None)
-        new.set_codegen(_PyTreeCodeGen(info))
+    # The output is our dict of what each name returned, each value rebuilt in its own
+    # structure (a tuple, a ModelOutput) from the graph's flat list of leaves.
+    out_spec = pytree.TreeSpec(dict, [key for key, _, _ in targets], [spec for _, spec, _ in targets])
+    if not isinstance(codegen, _PyTreeCodeGen):  # pragma: no cover - export always sets one
+        raise TraceError("torch.export returned a graph without input/output pytree information.")
+    # Same inputs (args and kwargs, by name) as the model.
+    new.set_codegen(_PyTreeCodeGen(codegen.pytree_info._replace(out_spec=out_spec)))
     env: dict[fx.Node, fx.Node] = {}
     clones: dict[fx.Node, fx.Node] = {}
     placeholders = old.find_nodes(op="placeholder")
@@ -796,8 +837,7 @@ def _extractor_graph(
     def value(n: fx.Node) -> fx.Node:
         return clones.get(n, env[n])
 
-    outputs = {key: tuple(map(value, t)) if isinstance(t, tuple) else value(t) for key, t in targets}
-    new.output(outputs)
+    new.output([value(x) if isinstance(x, fx.Node) else x for _, _, leaves in targets for x in leaves])
     new.lint()
     return new, attrs
 
