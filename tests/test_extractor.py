@@ -14,7 +14,9 @@ from fxtract import (
     FxtractError,
     NodeNotFoundError,
     ReturnNodesError,
+    StrategyError,
     create_feature_extractor,
+    describe,
     get_graph_node_names,
 )
 from fxtract._naming import trace_modes
@@ -87,6 +89,27 @@ def test_prefix_of_a_module_never_called_itself():
     torch.testing.assert_close(ours["blocks.1"], theirs["blocks.1"])
     with pytest.raises(NodeNotFoundError):
         extract(model, ["block"])
+
+
+@pytest.mark.parametrize("strategy", ["fx", "export"])
+def test_module_never_called_itself_in_every_strategy(strategy):
+    # The same rule everywhere: the outermost call inside that finished last (blocks.2).
+    model = _IteratedList().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = extract(model, ["blocks", "head"], strategy=strategy, example_inputs=X4)
+    out = ex(X4)
+    torch.testing.assert_close(out["blocks"], model.blocks[2](model.blocks[1](model.blocks[0](X4) + 1) + 1))
+    assert [row["name"] for row in ex.feature_info] == ["blocks", "head"]
+    assert ex.feature_info[0]["num_chs"] == 4
+    (info,) = describe(model, X4, nodes=["blocks"], strategy=strategy)
+    assert (info.name, info.kind, info.target, info.shapes) == ("blocks", "module", "ModuleList", ((3, 4),))
+    assert info.params == sum(p.numel() for p in model.blocks.parameters())
+
+
+def test_module_never_called_itself_with_hooks_is_a_clear_error():
+    with pytest.raises(StrategyError, match=r"`blocks` is a ModuleList, which has no forward.*`blocks.0`"):
+        extract(_IteratedList(), ["blocks"], strategy="hooks")
 
 
 def test_dict_keys_and_request_order():

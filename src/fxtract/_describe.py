@@ -36,7 +36,14 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree as pytree
 
-from ._errors import FxtractError, FxtractTypeError, FxtractValueError, StrategyError, TraceError
+from ._errors import (
+    FxtractError,
+    FxtractTypeError,
+    FxtractValueError,
+    NodeNotFoundError,
+    StrategyError,
+    TraceError,
+)
 from ._fallback import _needs_inputs, _short, _warn_fallback, _with_auto_leaves, check_strategy
 from ._inputs import normalize_inputs
 from ._naming import (
@@ -44,6 +51,7 @@ from ._naming import (
     NodePathTracer,
     _ModelSnapshot,
     _UniqueNamer,
+    last_call_under,
     trace_modes,
     training_mode,
 )
@@ -920,16 +928,60 @@ def _select(
     types: dict[str, type] = {}
     for m in used:
         types.update(views[m].types)
-    return select_nodes(nodes, order, exclude=exclude, name_types=types, strict=True)
+    patterns = [nodes] if isinstance(nodes, str) else list(nodes)
+    # Paths of modules never called themselves, placed right after the call standing for them.
+    after: dict[str, list[str]] = {}
+    for p in patterns:
+        stand_in = _stand_in(views, used, p) if isinstance(p, str) else None
+        if stand_in is not None:
+            after.setdefault(stand_in, []).append(p)
+    rest = [p for p in patterns if not any(p in v for v in after.values())]
+    chosen = select_nodes(rest, order, exclude=exclude, name_types=types, strict=True) if rest else []
+    if not after:
+        return chosen
+    position = {n: i for i, n in enumerate(order)}
+    containers = [(position[s], p) for s, ps in after.items() for p in ps]
+    merged = sorted([(position.get(n, len(order)), n) for n in chosen] + containers, key=lambda x: x[0])
+    return list(dict.fromkeys(n for _, n in merged))
+
+
+def _stand_in(views: dict[str, Any], used: tuple[str, ...], name: str) -> Optional[str]:
+    """The call standing for ``name`` if it is the path of a module never called itself (a
+    ModuleList that forward iterates): the extractor returns that call's output for it."""
+    for m in ("eval", "train"):
+        view = views.get(m)
+        if m not in used or view is None or name in view.node_names or name in getattr(view, "calls", {}):
+            continue
+        call = last_call_under(view.calls.values(), name)
+        if call is not None:
+            return call.name
+    return None
 
 
 def _infos(views: dict[str, Any], used: tuple[str, ...], chosen: list[str]) -> list[NodeInfo]:
     in_train, in_eval = set(views["train"].names), set(views["eval"].names)
     infos = []
     for name in chosen:
-        modes = "both" if name in in_train and name in in_eval else ("train" if name in in_train else "eval")
-        view = views["eval"] if "eval" in used and name in in_eval else views["train"]
-        infos.append(view.info(name, modes))
+        stand_in = name if name in in_train or name in in_eval else _stand_in(views, used, name)
+        if stand_in is None:  # pragma: no cover - _select only chooses known names
+            raise NodeNotFoundError(f"node {name!r} is not in the model's graph.")
+        modes = (
+            "both"
+            if stand_in in in_train and stand_in in in_eval
+            else ("train" if stand_in in in_train else "eval")
+        )
+        view = views["eval"] if "eval" in used and stand_in in in_eval else views["train"]
+        info = view.info(stand_in, modes)
+        if stand_in != name:
+            module = view.model.get_submodule(name) if name in dict(view.model.named_modules()) else None
+            info = dataclasses.replace(
+                info,
+                name=name,
+                kind="module",
+                target=type(module).__name__ if module is not None else info.target,
+                params=_param_count(view.model, name) if module is not None else info.params,
+            )
+        infos.append(info)
     return infos
 
 

@@ -64,6 +64,7 @@ from ._naming import (
     _ModelSnapshot,
     _UniqueNamer,
     default_tracer_kwargs,
+    last_call_under,
     training_mode,
 )
 
@@ -339,8 +340,9 @@ class ExportTrace:
     def resolve(self, name: str) -> Target:
         """What ``name`` returns: a node name, a module call name, or a path prefix.
 
-        A path prefix that is no call (``encoder.layer``, a ModuleList) resolves, as in
-        torchvision, to the last node whose name starts with ``prefix.``.
+        The path of a module that is never called itself (``encoder.layer``, a ModuleList)
+        resolves to what the call that finished last inside it returned, as with FX
+        (:func:`~fxtract._naming.last_call_under`).
 
         Raises:
             NodeNotFoundError: nothing has that name in this mode's graph.
@@ -348,13 +350,9 @@ class ExportTrace:
         lookup = self._lookup
         if name in lookup:
             return lookup[name]
-        prefix = name + "."
-        last = None
-        for node, qualname in self.node_to_qualname.items():
-            if qualname.startswith(prefix):
-                last = node
-        if last is not None:
-            return last
+        inner = last_call_under(self.module_calls, name)
+        if inner is not None:
+            return inner.output
         candidates = list(lookup)
         raise NodeNotFoundError(
             f"node {name!r} is not in the {self.mode}-mode graph (strategy='export')."
@@ -372,6 +370,10 @@ class ExportTrace:
         """
         if name in self.returns:
             return self.returns[name]
+        if name not in self._lookup:
+            inner = last_call_under(self.module_calls, name)
+            if inner is not None and inner.name in self.returns:
+                return self.returns[inner.name]
         target = self.resolve(name)
         leaves, spec = pytree.tree_flatten(target)
         return spec, leaves

@@ -23,7 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import FxtractTypeError, NodeNotFoundError, ReturnNodesError, StrategyError, did_you_mean
+from ._errors import (
+    FxtractTypeError,
+    FxtractValueError,
+    NodeNotFoundError,
+    ReturnNodesError,
+    StrategyError,
+    did_you_mean,
+)
 from ._inputs import normalize_inputs
 from ._naming import _UniqueNamer, training_mode
 
@@ -185,6 +192,16 @@ def _check_model(model: Any) -> None:
 def _module_of_call(model: nn.Module, name: str, paths: set[str]) -> str:
     """The path of the module whose call ``name`` denotes; raise if it denotes none."""
     if name in paths:
+        module = model.get_submodule(name)
+        if type(module).forward is nn.Module.forward:  # no forward of its own: a ModuleList
+            items = [f"`{name}.{k}`" for k, _ in module.named_children()]
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            raise StrategyError(
+                f"`{name}` is a {type(module).__name__}, which has no forward of its own, so "
+                f"strategy hooks has no call of it to return. Ask for its items ({shown}), or use "
+                "strategy='fx' or 'export' (with example_inputs), where it stands for what its last "
+                "item returned, as in torchvision."
+            )
         return name
     later = _LATER_CALL.fullmatch(name)
     if later and later.group(1) in paths:
@@ -289,7 +306,7 @@ class HookFeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> HookFeatureExtractor:
         """Set the extractor's mode only; the model runs in it during ``forward``."""
         if not isinstance(mode, bool):
-            raise ValueError("training mode is expected to be boolean")
+            raise FxtractValueError(f"training mode is expected to be boolean (train(mode)), got {mode!r}.")
         self.training = mode
         return self
 

@@ -34,6 +34,7 @@ __all__ = [
     "_is_subseq",
     "_warn_graph_differences",
     "get_graph_node_names",
+    "last_call_under",
 ]
 
 NAMINGS = ("fxtract", "torchvision")
@@ -70,6 +71,27 @@ class ModuleCall:
         while call is not None:
             yield call
             call = call.parent
+
+
+def last_call_under(calls: Iterable[Any], path: str) -> Any:
+    """The call that stands for ``path`` when that module is never called itself.
+
+    A ``ModuleList`` that ``forward`` iterates has no call of its own; as in torchvision
+    (where any prefix of node names is accepted) it stands for what happened last inside
+    it: the outermost call under ``path`` that finished last. ``calls`` are objects with
+    ``.path``, ``.name`` and ``.parent`` (a call, a call's name, or ``None``); the outermost
+    calls under one path run one after the other, so their order in ``calls`` (start or
+    finish order) is their order in time. ``None`` if no call is under ``path``.
+    """
+    prefix = f"{path}."
+    under = [c for c in calls if c.path.startswith(prefix)]
+    inner = {id(c) for c in under} | {c.name for c in under}
+    outermost = [
+        c
+        for c in under
+        if c.parent is None or (c.parent if isinstance(c.parent, str) else id(c.parent)) not in inner
+    ]
+    return outermost[-1] if outermost else None
 
 
 class _UniqueNamer:

@@ -21,7 +21,7 @@ import torch
 from torch import fx, nn
 
 from ._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
-from ._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name
+from ._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
 from ._runtime import set_grad_enabled
 
 __all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
@@ -44,8 +44,8 @@ def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[s
     A query is an exact node name, else the name of a module call (``layer1``, or
     ``layer1_1`` for its second call), which resolves to what that call returned, else
     the path of a module that is never called itself (a ``ModuleList`` that ``forward``
-    iterates), which resolves to what its last-finished submodule call returned (as in
-    torchvision, where any prefix of node names is accepted).
+    iterates), which resolves to what the call that finished last inside it returned
+    (:func:`~fxtract._naming.last_call_under`).
     """
     by_name = {name: node for node, name in tracer.node_to_qualname.items()}
     calls = {c.name: c for c in tracer.module_calls}
@@ -55,7 +55,7 @@ def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[s
             out[query] = by_name[query]
         elif query in calls:
             out[query] = _as_arg(calls[query])
-        elif (inner := _last_call_inside(tracer, query)) is not None:
+        elif (inner := last_call_under(tracer.module_calls, query)) is not None:
             out[query] = _as_arg(inner)
         else:
             names = available_names(tracer)
@@ -65,15 +65,6 @@ def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[s
                 "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
             )
     return out
-
-
-def _last_call_inside(tracer: NodePathTracer, path: str) -> Optional[ModuleCall]:
-    """The last call to finish of a module under ``path`` (calls are recorded as they finish)."""
-    prefix = f"{path}."
-    for call in reversed(tracer.module_calls):
-        if call.path.startswith(prefix):
-            return call
-    return None
 
 
 def _as_arg(call: ModuleCall) -> Any:
