@@ -219,3 +219,28 @@ class Structured(nn.Module):
         y, _ = self.a(x)
         point = self.c(self.b(y)["h"])
         return point.p * point.q
+
+
+class Cache:
+    """An object torch.export has no pytree for (as a Hugging Face DynamicCache)."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+
+class _Cached(nn.Module):
+    def forward(self, x):
+        return {"h": x + 1, "cache": Cache(x)}
+
+
+class ReturnsObject(nn.Module):
+    """A block and the model itself return an object that export cannot return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = _Cached()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        out = self.block(x)
+        return self.lin(out["h"]), out["cache"]

@@ -31,6 +31,7 @@ from .models_export import (
     NoGrad,
     Point,
     Repeats,
+    ReturnsObject,
     Structured,
     TinyDino,
     TupleModel,
@@ -144,6 +145,17 @@ def test_module_calls_return_their_own_structure(roundtrip):
         assert_same(oracle[name], out[name], name)
     # the batch dim stays dynamic with structured outputs
     assert ex(torch.randn(5, 4))["c"].p.shape == (5, 4)
+
+
+def test_objects_export_cannot_return_become_none():
+    # The model's own output holds one too: export would refuse it, fxtract drops it.
+    model = ReturnsObject().eval()
+    x = torch.randn(3, 4)
+    ex = fxtract.create_feature_extractor(model, ["block", "lin"], strategy="export", example_inputs=x)
+    out = ex(x)
+    assert out["block"]["cache"] is None
+    torch.testing.assert_close(out["block"]["h"], x + 1)
+    torch.testing.assert_close(out["lin"], model(x)[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -71,6 +71,21 @@ def test_hf_gpt2_tiny():
     assert ex.strategy in ("export", "hooks")
 
 
+def test_hf_llama_tiny_exports_although_it_returns_a_cache():
+    # LlamaModel returns a DynamicCache, which torch.export cannot return: fxtract drops it.
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+    )
+    model = transformers.LlamaModel(cfg)
+    check(model, ["layers.0", "layers.1.mlp", "norm"], {"input_ids": torch.randint(0, 100, (2, 7))}, "export")
+
+
 def _present(model, *paths):
     """The first of ``paths`` that names a submodule of ``model``."""
     modules = dict(model.named_modules())

@@ -177,9 +177,10 @@ class _CallRecorder:
     def _tag(self, output: Any) -> Optional[tuple[pytree.TreeSpec, list[Any]]]:
         """``output``'s structure and leaves, a tensor leaf as a :class:`_Token` on its node.
 
-        ``None`` if a tensor's node is unknown (a parameter returned as is) or a leaf is no
-        tensor and no plain constant (a cache object, a symbolic size): the call's tensors
-        are then found from the graph (:func:`_call_output`).
+        An object that is no tensor and no plain constant (a Hugging Face cache) is ``None``
+        in the structure. ``None`` if a tensor's node is unknown (a parameter returned as is)
+        or a leaf is a symbolic size: the call's tensors are then found from the graph
+        (:func:`_call_output`).
         """
         mode = get_proxy_mode() if get_proxy_mode is not None else None
         if mode is None:
@@ -196,8 +197,10 @@ class _CallRecorder:
                 tagged.append(_Token(self._next_token))
             elif leaf is None or type(leaf) in (int, float, bool, str):
                 tagged.append(leaf)
-            else:
+            elif isinstance(leaf, (torch.SymInt, torch.SymFloat, torch.SymBool)):
                 return None
+            else:
+                tagged.append(None)  # an object a graph cannot return (a HF cache): None in its place
         return spec, tagged
 
 
@@ -228,6 +231,25 @@ def _quiet_export() -> Iterator[io.StringIO]:
         shapes_log.disabled = disabled
 
 
+@contextlib.contextmanager
+def _exportable_output(model: nn.Module) -> Iterator[None]:
+    """While exporting, replace what the model returns that export cannot (a HF ``DynamicCache``) by None.
+
+    Export refuses an output object it has no pytree for; the extractor never returns the
+    model's own output, only what its modules returned, so nothing is lost.
+    """
+
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        keep = (torch.Tensor, int, float, bool, str, type(None))
+        return pytree.tree_map(lambda x: x if isinstance(x, keep) else None, output)
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def _export(
     model: nn.Module, args: tuple, kwargs: dict, mode: str, dynamic_batch: bool, leaf: LeafModuleAwareTracer
 ) -> tuple[Any, _CallRecorder]:
@@ -241,8 +263,10 @@ def _export(
         stderr = io.StringIO()
         try:
             shapes = _batch_dynamic_shapes(model, args, kwargs) if dynamic else None
-            with training_mode(model, mode == "train"), recorder.recording(), _quiet_export() as stderr:
-                ep = torch.export.export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
+            # Two statements: one would not fit a line, and Python 3.9 has no parenthesised form.
+            with training_mode(model, mode == "train"), recorder.recording(), _exportable_output(model):  # noqa: SIM117
+                with _quiet_export() as stderr:
+                    ep = torch.export.export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
             sys.stderr.write(stderr.getvalue())
             return ep, recorder
         except Exception as e:
