@@ -9,6 +9,7 @@ from fxtract import create_feature_extractor, get_graph_node_names
 
 from . import models as M
 from . import models_untraceable as U
+from .models_hf import HF_MODELS, build_hf
 from .oracle import assert_same, module_outputs
 
 
@@ -84,6 +85,24 @@ def test_hf_llama_tiny_exports_although_it_returns_a_cache():
     )
     model = transformers.LlamaModel(cfg)
     check(model, ["layers.0", "layers.1.mlp", "norm"], {"input_ids": torch.randint(0, 100, (2, 7))}, "export")
+
+
+def _plain(value):
+    """Whether ``value`` holds only tensors and constants (no cache object to compare)."""
+    leaves = torch.utils._pytree.tree_leaves(value)
+    return all(isinstance(v, (torch.Tensor, int, float, bool, str, type(None))) for v in leaves)
+
+
+@pytest.mark.parametrize("name", HF_MODELS)
+def test_hf_zoo(name):
+    # Three first-level modules and three deep ones, each against the hook oracle.
+    pytest.importorskip("transformers")
+    model, inputs = build_hf(name)
+    calls = [n for n, v in module_outputs(model, **inputs).items() if _plain(v)]
+    top = [n for n in calls if "." not in n][:3]
+    deep = [n for n in calls if n.count(".") >= 2]
+    nodes = list(dict.fromkeys(top + deep[:: max(1, len(deep) // 3)][:3]))
+    check(model, nodes, inputs, "hooks" if name == "wav2vec2" else "export")
 
 
 def _present(model, *paths):
