@@ -155,6 +155,18 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def report_medians(
+    label: str, times: dict[str, list[float]], extra: Optional[dict[str, str]] = None
+) -> dict[str, float]:
+    """Median seconds per contender, and a progress line for them on stderr."""
+    med = {k: median(v) for k, v in times.items()}
+    reps = min((len(v) for v in times.values()), default=0)
+    extra = extra or {}
+    cells = ", ".join(f"{k} {fmt_ms(v)} ms{extra.get(k, '')}" for k, v in med.items())
+    print(f"  {label}: {reps} reps, {cells}", file=sys.stderr, flush=True)
+    return med
+
+
 def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     """Median over repetitions of ``a``'s time over ``b``'s time in the same repetition.
 

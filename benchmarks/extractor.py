@@ -46,10 +46,10 @@ from _common import (
     fmt_ratio,
     header,
     markdown_table,
-    median,
     paired_ratio,
     pick_names,
     quiet,
+    report_medians,
     round_robin,
     setup_threads,
     timed,
@@ -132,13 +132,7 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any]:
         min_reps=args.min_reps,
         round_estimate_s=sum(first.values()),
     )
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  (a) {name}: {len(times['floor'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"(a) {name}", times)
 
     def cell(fn: Callable[[], str], *needed: str) -> str:
         return fn() if all(k in med for k in needed) else "error"
@@ -204,13 +198,7 @@ def bench_forward(name: str, args: argparse.Namespace) -> list[list[Any]]:
         times = round_robin(
             contenders, args.fwd_reps, warmup=1, budget_s=args.fwd_budget, min_reps=args.min_reps
         )
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  (b) {name}: {len(times['model'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"(b) {name}", times)
     rows = [[name, "full model", "", fmt_ms(med["model"]), "1.00x", ""]]
     for label, (_, nodes) in specs.items():
         if label not in med:
@@ -294,13 +282,7 @@ def bench_inplace(args: argparse.Namespace) -> list[Any]:
         times = round_robin(
             contenders, args.fwd_reps, warmup=1, budget_s=args.fwd_budget, min_reps=args.min_reps
         )
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  (c) {name}: {len(times['model'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"(c) {name}", times)
 
     def cell(label: str, fn: Callable[[], str]) -> str:
         return fn() if label in med else "error"

@@ -33,9 +33,9 @@ from _common import (
     fmt_ratio,
     header,
     markdown_table,
-    median,
     paired_ratio,
     quiet,
+    report_medians,
     round_robin,
     setup_threads,
     timed,
@@ -97,13 +97,7 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[Any], float]:
         min_reps=args.min_reps,
         round_estimate_s=sum(first.values()),
     )
-    med = {k: median(v) for k, v in times.items()}
-    reps = len(times["floor"])
-    print(
-        f"  {name}: {nodes} nodes, {reps} reps, " + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"{name}: {nodes} nodes", times)
     return [
         name,
         nodes,

@@ -48,9 +48,9 @@ from _common import (
     fmt_ratio,
     header,
     markdown_table,
-    median,
     paired_ratio,
     quiet,
+    report_medians,
     round_robin,
     setup_threads,
     tree_equal,
@@ -191,13 +191,7 @@ def bench_node(
             contenders[lib] = lambda e=ex: e(x)
         times = round_robin(contenders, args.reps, warmup=1, budget_s=args.budget, min_reps=args.min_reps)
         peaks = {lib: peak_forward_bytes(fn) for lib, fn in contenders.items()}
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  {label}: {len(times['model'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms / {peaks[k] / 2**20:.0f} MiB" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(label, times, {k: f" / {p / 2**20:.0f} MiB" for k, p in peaks.items()})
 
     def get(lib: str, fn: Callable[[], Any]) -> str:
         return str(fn()) if lib in extractors else "error"

@@ -38,9 +38,9 @@ from _common import (
     fmt_ratio,
     header,
     markdown_table,
-    median,
     paired_ratio,
     quiet,
+    report_medians,
     round_robin,
     setup_threads,
     timed,
@@ -193,13 +193,7 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any] | None:
         min_reps=args.min_reps,
         round_estimate_s=sum(first.values()),
     )
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  (a) {name}: {len(times['forward'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"(a) {name}", times)
 
     def vs_forward(s: str) -> str:
         if s in na:
@@ -271,13 +265,7 @@ def bench_early_stop(args: argparse.Namespace) -> list[list[Any]]:
         times = round_robin(
             contenders, args.early_reps, warmup=1, budget_s=args.early_budget, min_reps=args.early_min_reps
         )
-    med = {k: median(v) for k, v in times.items()}
-    print(
-        f"  (b) {name}: {len(times['full'])} reps, "
-        + ", ".join(f"{k} {fmt_ms(v)} ms" for k, v in med.items()),
-        file=sys.stderr,
-        flush=True,
-    )
+    med = report_medians(f"(b) {name}", times)
 
     def vs(a: str, b: str, goal: float | None = None) -> str:
         return fmt_ratio(paired_ratio(times, a, b), goal) if a in times and b in times else "error"
