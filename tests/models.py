@@ -307,3 +307,25 @@ class SharedPaths(nn.Module):
     def forward(self, x):
         x = self.stage.cpe(self.stage[0](x))
         return self.head(self.cpe(x))
+
+
+def add_into(x, y):
+    """Adds ``y`` into ``x`` in place and returns nothing (as torchvision MViT's ``_add_shortcut``)."""
+    x += y
+
+
+torch.fx.wrap("add_into")  # FX records one opaque call, as for torchvision's wrapped helpers
+
+
+class OpaqueInplace(nn.Module):
+    """A wrapped function called only for its in-place effect: its result is unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.lin(x)
+        add_into(h, x)
+        return self.out(h)

@@ -197,6 +197,18 @@ def test_views_and_inplace_methods():
 # -- a faithful graph --------------------------------------------------------------------------------
 
 
+def test_opaque_function_called_for_its_effect_is_kept():
+    # torchvision drops the call (its result is unused): every later activation is wrong,
+    # as for torchvision's own mvit_v1_b / mvit_v2_s.
+    model = M.OpaqueInplace().eval()
+    lin = model.lin(X4)
+    out = extract(model, ["lin", "out"])(X4)
+    torch.testing.assert_close(out["out"], model(X4))
+    torch.testing.assert_close(out["lin"], lin)  # returned before add_into changed it
+    theirs = tvfe.create_feature_extractor(model, ["out"])(X4)
+    assert not torch.allclose(theirs["out"], model(X4))
+
+
 def test_grad_mode_regions_are_kept():
     model = M.GradRegions()
     ex = extract(model, ["a", "b", "mul", "add_1"])

@@ -390,6 +390,24 @@ class _BufferWriteMode(TorchFunctionMode):
 # The naming tracer
 
 
+# Modules whose functions are known by the rewrite (pure, or in-place by name).
+_KNOWN_MODULES = {"torch", "_operator", "operator", "builtins", "math", "fxtract"}
+
+
+def _mark_effects(graph: fx.Graph) -> None:
+    """Mark calls of user functions whose result nothing uses: they run for what they change.
+
+    A function FX does not trace into (``torch.fx.wrap``, ``autowrap_functions``) is opaque;
+    called for its side effect (torchvision MViT's ``_add_shortcut(x, q)`` adds into ``x``
+    in place), it has no users, and dead-code elimination would drop it (torchvision does).
+    """
+    for node in graph.nodes:
+        if node.op == "call_function" and not node.users:
+            module = getattr(node.target, "__module__", None) or ""
+            if module.split(".")[0] not in _KNOWN_MODULES:
+                node.meta["fxtract_effect"] = True
+
+
 class NodePathTracer(LeafModuleAwareTracer):
     """A tracer that records a unique, hierarchical name for every node it creates.
 
@@ -459,6 +477,7 @@ class NodePathTracer(LeafModuleAwareTracer):
         finally:
             snapshot.restore()
         self._root_call.output = None
+        _mark_effects(graph)
         return graph
 
     def _trace_error(self, root: nn.Module, e: Exception) -> TraceError:

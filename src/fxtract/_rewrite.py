@@ -275,7 +275,11 @@ class _Aliases:
             return
         name = _op_name(node)
         out_kw = node.kwargs.get("out")
-        if isinstance(out_kw, fx.Node):
+        if node.meta.get("fxtract_effect"):
+            # An opaque function called for its effect: it may write any tensor it is given.
+            self.mutates[node] = self._inputs_roots(node)
+            self.roots[node] = self.mutates[node] | {node}
+        elif isinstance(out_kw, fx.Node):
             self.mutates[node] = self.roots.get(out_kw, frozenset())
             self.roots[node] = self.mutates[node]
         elif (
