@@ -329,3 +329,23 @@ class OpaqueInplace(nn.Module):
         h = self.lin(x)
         add_into(h, x)
         return self.out(h)
+
+
+class AddsIntoItsResult(nn.Module):
+    """Returns a tensor it changed in place after making it (torchvision MViT's PositionalEncoding)."""
+
+    def forward(self, x):
+        y = torch.cat((x, x), dim=1)
+        y.add_(1.0)
+        return y
+
+
+class ChangedInsideThenAfter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = AddsIntoItsResult()
+
+    def forward(self, x):
+        y = self.pos(x)
+        y.mul_(0)  # after the call: must not reach what `pos` returned
+        return y

@@ -197,6 +197,15 @@ def test_views_and_inplace_methods():
 # -- a faithful graph --------------------------------------------------------------------------------
 
 
+def test_module_output_is_read_when_the_call_returns():
+    # `pos` returns cat(...) after adding into it: the value is the one after the add_,
+    # and the mul_ after the call must not reach it (mvit_v1_b's pos_encoding).
+    model = M.ChangedInsideThenAfter().eval()
+    out = extract(model, ["pos", "pos.cat"])(X4)
+    torch.testing.assert_close(out["pos"], torch.cat((X4, X4), dim=1) + 1)
+    torch.testing.assert_close(out["pos.cat"], torch.cat((X4, X4), dim=1))
+
+
 def test_opaque_function_called_for_its_effect_is_kept():
     # torchvision drops the call (its result is unused): every later activation is wrong,
     # as for torchvision's own mvit_v1_b / mvit_v2_s.
@@ -407,10 +416,10 @@ def _module_call_names(model):
     return [c.name for c in tracer.module_calls]
 
 
-def _check_oracle(name, size=64):
+def _check_oracle(name, size=64, shape=None):
     model = build(name).eval()
     size = 224 if name.startswith(("vit", "swin", "maxvit")) else 96 if name == "inception_v3" else size
-    x = torch.randn(1, 3, size, size)
+    x = torch.randn(*(shape or (1, 3, size, size)))
     names = _module_call_names(model)
     ex = extract(model, names)
     with torch.no_grad():
@@ -432,6 +441,23 @@ def test_oracle_all(name):
     if name in ("vit_h_14", "vit_l_32", "vit_l_16", "regnet_y_128gf"):
         pytest.skip("too large for this machine's test budget")
     _check_oracle(name)
+
+
+VIDEO_SHAPES = {
+    "r3d_18": (1, 3, 8, 64, 64),
+    "mc3_18": (1, 3, 8, 64, 64),
+    "r2plus1d_18": (1, 3, 8, 64, 64),
+    "s3d": (1, 3, 16, 224, 224),
+    "swin3d_t": (1, 3, 8, 64, 64),
+    "mvit_v1_b": (1, 3, 16, 224, 224),
+    "mvit_v2_s": (1, 3, 16, 224, 224),  # its _add_shortcut is the opaque in-place call torchvision drops
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(VIDEO_SHAPES))
+def test_oracle_video(name):
+    _check_oracle(name, shape=VIDEO_SHAPES[name])
 
 
 @pytest.mark.parametrize("name", CLASSIFICATION_CI[:3])

@@ -211,9 +211,9 @@ def build_fx_extractor(
     for mode, queries in (("train", train_nodes), ("eval", eval_nodes)):
         tracer, graph = traced[mode]
         concrete = expand_queries(tracer, queries, mode)
-        values = resolve(tracer, concrete, mode)
+        values, read_at = resolve(tracer, concrete, mode)
         build_output(graph, {key: values[q] for q, key in concrete.items()})
-        protect_outputs(graph, model)
+        protect_outputs(graph, model, {concrete[q]: node for q, node in read_at.items()})
         stats[mode] = dict(prune(graph, model, tracer))
         clones[mode] = drop_needless_clones(graph, model)
         stats[mode].update(nodes_after=len(graph.nodes), compute_after=sum(map(is_compute, graph.nodes)))

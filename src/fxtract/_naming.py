@@ -56,6 +56,8 @@ class ModuleCall:
         leaf: whether the call is a single ``call_module`` node.
         parent: the enclosing call (``None`` for the root).
         output: what the call returned while tracing (a Proxy or a structure of them).
+        end: the last node of the graph when the call returned: its output is read there
+            (an in-place op inside the call, after the op that made the value, counts).
     """
 
     path: str
@@ -65,6 +67,7 @@ class ModuleCall:
     parent: Optional[ModuleCall] = None
     output: Any = None
     nodes: list[fx.Node] = field(default_factory=list)
+    end: Optional[fx.Node] = None
 
     def ancestors(self) -> Iterator[ModuleCall]:
         call: Optional[ModuleCall] = self
@@ -597,6 +600,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             self._scope = parent
             self.current_module_qualname = old_qualname
         call.output = out
+        call.end = next(iter(reversed(self.graph.nodes)), None)
         self.module_calls.append(call)
         return out
 

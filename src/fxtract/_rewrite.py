@@ -38,8 +38,13 @@ def available_names(tracer: NodePathTracer) -> list[str]:
     return names
 
 
-def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[str, Any]:
-    """``{query: value}`` where value is an ``fx.Node`` or a structure of them.
+def resolve(
+    tracer: NodePathTracer, queries: Iterable[str], mode: str
+) -> tuple[dict[str, Any], dict[str, fx.Node]]:
+    """``{query: value}`` where value is an ``fx.Node`` or a structure of them, and where to read it.
+
+    The second dict gives, for a query that names a module call, the node after which its
+    value is read (the call's end: ``x.add_(pos)`` inside the module counts).
 
     A query is an exact node name, else the name of a module call (``layer1``, or
     ``layer1_1`` for its second call), which resolves to what that call returned, else
@@ -50,13 +55,17 @@ def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[s
     by_name = {name: node for node, name in tracer.node_to_qualname.items()}
     calls = {c.name: c for c in tracer.module_calls}
     out: dict[str, Any] = {}
+    read_at: dict[str, fx.Node] = {}
     for query in queries:
+        call = calls.get(query) if query not in by_name else None
+        if call is None and query not in by_name:
+            call = last_call_under(tracer.module_calls, query)
         if query in by_name:
             out[query] = by_name[query]
-        elif query in calls:
-            out[query] = _as_arg(calls[query])
-        elif (inner := last_call_under(tracer.module_calls, query)) is not None:
-            out[query] = _as_arg(inner)
+        elif call is not None:
+            out[query] = _as_arg(call)
+            if call.end is not None:
+                read_at[query] = call.end
         else:
             names = available_names(tracer)
             raise NodeNotFoundError(
@@ -64,7 +73,7 @@ def resolve(tracer: NodePathTracer, queries: Iterable[str], mode: str) -> dict[s
                 f"List the names with fxtract.get_graph_node_names(model) (or `fxtract nodes MODEL`); "
                 "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
             )
-    return out
+    return out, read_at
 
 
 def _as_arg(call: ModuleCall) -> Any:
@@ -318,27 +327,44 @@ def _written_after(graph: fx.Graph, root: nn.Module) -> Callable[[fx.Node, fx.No
     return written_after
 
 
-def protect_outputs(graph: fx.Graph, root: nn.Module) -> int:
-    """Clone each returned node that a later in-place op would change; return the clone count."""
+def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[str, fx.Node]] = None) -> int:
+    """Clone each returned value that a later in-place op would change; return the clone count.
+
+    A value is read where it is made, or, for an output key in ``read_at`` (a module call),
+    after that node (the call's end); the clone goes there, only if an in-place op after it
+    writes the value's memory.
+    """
+    read_at = read_at or {}
     output = next(n for n in reversed(graph.nodes) if n.op == "output")
-    returned: list[fx.Node] = []
-    fx.node.map_arg(output.args, returned.append)
-    if not returned:
+    outputs = output.args[0]
+    if not isinstance(outputs, Mapping) or not outputs:
         return 0
     written_after = _written_after(graph, root)
-    clones: dict[fx.Node, fx.Node] = {}
-    for node in dict.fromkeys(returned):
-        if written_after(node, node):
-            with graph.inserting_after(node):
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    clones: dict[tuple[fx.Node, fx.Node], fx.Node] = {}
+
+    def protect(node: fx.Node, point: fx.Node) -> fx.Node:
+        if order[point] < order[node]:
+            point = node
+        if not written_after(node, point):
+            return node
+        if (node, point) not in clones:
+            with graph.inserting_after(point):
                 if _is_container(node):
                     from ._runtime import clone_tree
 
-                    clones[node] = graph.call_function(clone_tree, (node,))
+                    clone = graph.call_function(clone_tree, (node,))
                 else:
-                    clones[node] = graph.call_method("clone", (node,))
-            clones[node].meta["fxtract_clone"] = True
-    if clones:
-        output.args = fx.node.map_arg(output.args, lambda n: clones.get(n, n))
+                    clone = graph.call_method("clone", (node,))
+            clone.meta["fxtract_clone"] = True
+            clones[(node, point)] = clone
+        return clones[(node, point)]
+
+    new = {
+        key: fx.node.map_arg(value, lambda n, key=key: protect(n, read_at.get(key, n)))
+        for key, value in outputs.items()
+    }
+    output.args = (new,)
     return len(clones)
 
 
