@@ -349,3 +349,19 @@ class ChangedInsideThenAfter(nn.Module):
         y = self.pos(x)
         y.mul_(0)  # after the call: must not reach what `pos` returned
         return y
+
+
+def clip_sizes(sizes, limit):
+    """Changes the list it is given (as torchvision's ``_get_window_and_shift_size``)."""
+    for i in range(len(sizes)):
+        sizes[i] = min(sizes[i], limit)
+    return sizes
+
+
+torch.fx.wrap("clip_sizes")
+
+
+class MutatesListArg(nn.Module):
+    def forward(self, x):
+        h, w = clip_sizes([4, 8], x.shape[1] * 2)  # a traced value: FX records the call
+        return x.flatten(1)[:, : h * w]

@@ -136,6 +136,15 @@ def test_default_lists_graph_nodes_in_order():
     assert names.index("pair") == names.index("pair.b") + 1
 
 
+def test_wrapped_function_may_change_its_list_arguments():
+    # The interpreter must pass new lists, as the generated code does (torchvision swin3d).
+    model = M.MutatesListArg()
+    x = torch.zeros(2, 3, 4, 4)
+    infos = describe(model, x, strategy="fx")
+    assert "clip_sizes" in [i.name for i in infos]
+    assert infos[-1].shapes == (tuple(model(x).shape),) == ((2, 24),)
+
+
 @pytest.mark.parametrize(
     "name, size, kwargs",
     [("resnet18", 64, {}), ("mobilenet_v3_small", 64, {}), ("vit_b_16", 32, {"image_size": 32})],

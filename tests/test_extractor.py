@@ -129,6 +129,14 @@ def test_unknown_name_suggests_and_names_mode():
     assert issubclass(NodeNotFoundError, ValueError) and issubclass(NodeNotFoundError, FxtractError)
 
 
+def test_inside_a_leaf_module_says_so():
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 2))
+    with pytest.raises(
+        NodeNotFoundError, match=r"'0.1' is inside '0', a leaf module \(Sequential\).*'hooks'"
+    ):
+        extract(model, ["0.1"], tracer_kwargs={"leaf_modules": ["0"]})
+
+
 def test_regex_lookalike_is_not_accepted():
     with pytest.raises(NodeNotFoundError, match=r"'a.b'.*Did you mean 'axb'"):
         extract(M.AxB(), ["a.b"])

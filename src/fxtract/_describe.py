@@ -383,6 +383,23 @@ def _bind_inputs(placeholders: list[fx.Node], args: tuple[Any, ...], kwargs: dic
     return values
 
 
+def _fresh(value: Any) -> Any:
+    """``value`` with new lists and dicts for the graph's immutable ones.
+
+    The generated code builds a new list for a literal at every call, and wrapped
+    functions may change it (torchvision's ``_get_window_and_shift_size``); the
+    interpreter would pass the node's own immutable list.
+    """
+    if isinstance(value, (list, tuple)):
+        items = [_fresh(v) for v in value]
+        if isinstance(value, list):
+            return items
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    return value
+
+
 class _ShapeInterpreter(fx.Interpreter):
     """Runs a graph on fake (or meta) tensors and records each node's output shapes."""
 
@@ -390,6 +407,10 @@ class _ShapeInterpreter(fx.Interpreter):
         super().__init__(model, garbage_collect_values=True, graph=graph)
         self.record = record
         self.names = names
+
+    def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = super().fetch_args_kwargs_from_env(n)
+        return _fresh(args), _fresh(kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
         try:

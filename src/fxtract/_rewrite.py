@@ -67,6 +67,13 @@ def resolve(
             if call.end is not None:
                 read_at[query] = call.end
         else:
+            leaf = _enclosing_leaf(tracer, query)
+            if leaf is not None:
+                raise NodeNotFoundError(
+                    f"node {query!r} is inside {leaf.name!r}, a leaf module ({leaf.module_type.__name__}) "
+                    f"that FX records as one call in the {mode} graph. Ask for {leaf.name!r}, or use "
+                    "strategy='hooks' or 'export' (with example_inputs), which see the calls inside it."
+                )
             names = available_names(tracer)
             raise NodeNotFoundError(
                 f"node {query!r} is not in the {mode} graph of the model.{did_you_mean(query, names)} "
@@ -74,6 +81,17 @@ def resolve(
                 "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
             )
     return out, read_at
+
+
+def _enclosing_leaf(tracer: NodePathTracer, query: str) -> Optional[ModuleCall]:
+    """The leaf module call whose module contains the module path ``query``, if any."""
+    leaves = {c.path: c for c in tracer.module_calls if c.leaf}
+    parts = query.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        call = leaves.get(".".join(parts[:depth]))
+        if call is not None:
+            return call
+    return None
 
 
 def _as_arg(call: ModuleCall) -> Any:
