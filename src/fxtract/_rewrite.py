@@ -57,30 +57,31 @@ def resolve(
     out: dict[str, Any] = {}
     read_at: dict[str, fx.Node] = {}
     for query in queries:
-        call = calls.get(query) if query not in by_name else None
-        if call is None and query not in by_name:
-            call = last_call_under(tracer.module_calls, query)
         if query in by_name:
             out[query] = by_name[query]
-        elif call is not None:
-            out[query] = _as_arg(call)
-            if call.end is not None:
-                read_at[query] = call.end
-        else:
-            leaf = _enclosing_leaf(tracer, query)
-            if leaf is not None:
-                raise NodeNotFoundError(
-                    f"node {query!r} is inside {leaf.name!r}, a leaf module ({leaf.module_type.__name__}) "
-                    f"that FX records as one call in the {mode} graph. Ask for {leaf.name!r}, or use "
-                    "strategy='hooks' or 'export' (with example_inputs), which see the calls inside it."
-                )
-            names = available_names(tracer)
-            raise NodeNotFoundError(
-                f"node {query!r} is not in the {mode} graph of the model.{did_you_mean(query, names)} "
-                f"List the names with fxtract.get_graph_node_names(model) (or `fxtract nodes MODEL`); "
-                "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
-            )
+            continue
+        call = calls.get(query) or last_call_under(tracer.module_calls, query)
+        if call is None:
+            raise _not_found(tracer, query, mode)
+        out[query] = _as_arg(call)
+        if call.end is not None:
+            read_at[query] = call.end
     return out, read_at
+
+
+def _not_found(tracer: NodePathTracer, query: str, mode: str) -> NodeNotFoundError:
+    leaf = _enclosing_leaf(tracer, query)
+    if leaf is not None:
+        return NodeNotFoundError(
+            f"node {query!r} is inside {leaf.name!r}, a leaf module ({leaf.module_type.__name__}) "
+            f"that FX records as one call in the {mode} graph. Ask for {leaf.name!r}, or use "
+            "strategy='hooks' or 'export' (with example_inputs), which see the calls inside it."
+        )
+    return NodeNotFoundError(
+        f"node {query!r} is not in the {mode} graph of the model.{did_you_mean(query, available_names(tracer))} "
+        f"List the names with fxtract.get_graph_node_names(model) (or `fxtract nodes MODEL`); "
+        "if the train and eval graphs differ, pass train_return_nodes and eval_return_nodes."
+    )
 
 
 def _enclosing_leaf(tracer: NodePathTracer, query: str) -> Optional[ModuleCall]:
