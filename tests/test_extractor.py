@@ -14,7 +14,6 @@ from fxtract import (
     FxtractError,
     NodeNotFoundError,
     ReturnNodesError,
-    StrategyError,
     create_feature_extractor,
     describe,
     get_graph_node_names,
@@ -91,7 +90,7 @@ def test_prefix_of_a_module_never_called_itself():
         extract(model, ["block"])
 
 
-@pytest.mark.parametrize("strategy", ["fx", "export"])
+@pytest.mark.parametrize("strategy", ["fx", "export", "hooks"])
 def test_module_never_called_itself_in_every_strategy(strategy):
     # The same rule everywhere: the outermost call inside that finished last (blocks.2).
     model = _IteratedList().eval()
@@ -100,6 +99,7 @@ def test_module_never_called_itself_in_every_strategy(strategy):
         ex = extract(model, ["blocks", "head"], strategy=strategy, example_inputs=X4)
     out = ex(X4)
     torch.testing.assert_close(out["blocks"], model.blocks[2](model.blocks[1](model.blocks[0](X4) + 1) + 1))
+    torch.testing.assert_close(out["head"], model(X4))
     assert [row["name"] for row in ex.feature_info] == ["blocks", "head"]
     assert ex.feature_info[0]["num_chs"] == 4
     (info,) = describe(model, X4, nodes=["blocks"], strategy=strategy)
@@ -107,9 +107,11 @@ def test_module_never_called_itself_in_every_strategy(strategy):
     assert info.params == sum(p.numel() for p in model.blocks.parameters())
 
 
-def test_module_never_called_itself_with_hooks_is_a_clear_error():
-    with pytest.raises(StrategyError, match=r"`blocks` is a ModuleList, which has no forward.*`blocks.0`"):
-        extract(_IteratedList(), ["blocks"], strategy="hooks")
+def test_module_never_called_itself_with_hooks_when_no_item_ran():
+    model = _IteratedList().eval()
+    model.forward = lambda x: model.head(x)  # an instance attribute: the class is untouched
+    with pytest.raises(NodeNotFoundError, match=r"`blocks` \(ModuleList, no forward of its own\).*none ran"):
+        extract(model, ["blocks"], strategy="hooks")(X4)
 
 
 def test_dict_keys_and_request_order():

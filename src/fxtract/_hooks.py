@@ -122,8 +122,11 @@ class _StopForward(BaseException):
 class _Run:
     """The state of one extractor forward: names of the calls so far, and captured outputs."""
 
-    def __init__(self, wanted: Mapping[str, str], reserved: list[str]) -> None:
+    def __init__(
+        self, wanted: Mapping[str, str], reserved: list[str], containers: frozenset = frozenset()
+    ) -> None:
         self.wanted = wanted
+        self.containers = containers  # wanted paths of modules with no forward (a ModuleList)
         self.namer = _UniqueNamer(reserved)
         self.thread = threading.get_ident()
         self.calls: dict[str, list[str]] = {}  # module path -> names of its calls, in start order
@@ -144,12 +147,21 @@ class _Run:
         name = running.pop()  # a stack: a module that calls itself returns in reverse order
         if name not in self.wanted:
             return
-        if len(self.captured) + 1 < len(self.wanted):
+        if self.containers or len(self.captured) + 1 < len(self.wanted):
             # Later code may modify it in place (resnet's bn1 output goes through ReLU(inplace=True)).
             self.captured[name] = _clone(output)
         else:
             self.captured[name] = output  # nothing runs after this call: no copy needed
             raise _StopForward(self)
+
+    def container_hook(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        """A call of an item of a module with no forward (a ModuleList): the latest stands for it.
+
+        Which item returns last is known only when the forward ends, so a forward that asks
+        for such a path runs to the end.
+        """
+        if threading.get_ident() == self.thread:
+            self.captured[name] = _clone(output)
 
     def not_called(self, name: str, path: str, mode: str) -> NodeNotFoundError:
         calls = self.calls.get(path)
@@ -192,16 +204,6 @@ def _check_model(model: Any) -> None:
 def _module_of_call(model: nn.Module, name: str, paths: set[str]) -> str:
     """The path of the module whose call ``name`` denotes; raise if it denotes none."""
     if name in paths:
-        module = model.get_submodule(name)
-        if type(module).forward is nn.Module.forward:  # no forward of its own: a ModuleList
-            items = [f"`{name}.{k}`" for k, _ in module.named_children()]
-            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-            raise StrategyError(
-                f"`{name}` is a {type(module).__name__}, which has no forward of its own, so "
-                f"strategy hooks has no call of it to return. Ask for its items ({shown}), or use "
-                "strategy='fx' or 'export' (with example_inputs), where it stands for what its last "
-                "item returned, as in torchvision."
-            )
         return name
     later = _LATER_CALL.fullmatch(name)
     if later and later.group(1) in paths:
@@ -226,6 +228,20 @@ def _module_of_call(model: nn.Module, name: str, paths: set[str]) -> str:
         "named by the module's path (`path`, then `path_1`, `path_2`... for later calls); an op "
         f"outside every module needs strategy='export' or 'fx'.{did_you_mean(name, paths)} {_LIST_HINT}"
     )
+
+
+def _has_no_forward(module: nn.Module) -> bool:
+    """A ``ModuleList`` / ``ModuleDict``: never called itself, its items are."""
+    return type(module).forward is nn.Module.forward
+
+
+def _called_items(module: nn.Module) -> Iterator[nn.Module]:
+    """The outermost submodules of a module with no forward that can be called."""
+    for child in module.children():
+        if _has_no_forward(child):
+            yield from _called_items(child)
+        else:
+            yield child
 
 
 def _check_return_nodes(return_nodes: Mapping[str, str], which: str) -> dict[str, str]:
@@ -316,13 +332,17 @@ class HookFeatureExtractor(nn.Module):
         if not nodes:
             return {}
         paths = {name: self._module_paths[name] for name in nodes}
-        run = _Run(nodes, self._reserved)
+        containers = frozenset(n for n, p in paths.items() if _has_no_forward(self.model.get_submodule(p)))
+        run = _Run(nodes, self._reserved, containers)
         handles = []
         try:
-            for path in dict.fromkeys(paths.values()):
+            for path in dict.fromkeys(p for n, p in paths.items() if n not in containers):
                 module = self.model.get_submodule(path)
                 handles.append(module.register_forward_pre_hook(partial(run.pre_hook, path)))
                 handles.append(module.register_forward_hook(partial(run.hook, path)))
+            for name in containers:
+                for item in _called_items(self.model.get_submodule(paths[name])):
+                    handles.append(item.register_forward_hook(partial(run.container_hook, name)))
             with training_mode(self.model, self.training):
                 self.model(*args, **kwargs)
         except _StopForward as stop:
@@ -333,7 +353,14 @@ class HookFeatureExtractor(nn.Module):
                 handle.remove()
         for name in nodes:
             if name not in run.captured:
-                raise run.not_called(name, paths[name], "train" if self.training else "eval")
+                mode = "train" if self.training else "eval"
+                if name in containers:
+                    raise NodeNotFoundError(
+                        f"`{name}` ({type(self.model.get_submodule(paths[name])).__name__}, no forward of its "
+                        f"own) stands for the last call of its items, and none ran in this forward ({mode} "
+                        f"mode). {_LIST_HINT}"
+                    )
+                raise run.not_called(name, paths[name], mode)
         return {key: run.captured[name] for name, key in nodes.items()}
 
     def extra_repr(self) -> str:
