@@ -411,6 +411,17 @@ def test_default_input_sizes():
     assert load_model("timm:test_vit").tracer_kwargs["leaf_modules"]
 
 
+@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "lraspp_mobilenet_v3_large"])
+def test_detection_and_segmentation_build_offline(name, monkeypatch):
+    # Their builders load ImageNet backbone weights unless told weights_backbone=None.
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"tried to download {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    loaded = load_model(f"torchvision:{name}")
+    assert sum(p.numel() for p in loaded.model.parameters()) > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Help, and a real process
 

@@ -154,8 +154,12 @@ def _load_torchvision(name: str, weights: Optional[str]) -> LoadedModel:
             "List them with: python -c 'import torchvision; print(torchvision.models.list_models())'"
         )
     use_default = weights is not None and weights.upper() == "DEFAULT"
+    kwargs: dict[str, Any] = {"weights": "DEFAULT" if use_default else None}
+    if not use_default and "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
+        # Detection and segmentation builders load ImageNet backbone weights by default (a download).
+        kwargs["weights_backbone"] = None
     try:
-        model = models.get_model(name, weights="DEFAULT" if use_default else None)
+        model = models.get_model(name, **kwargs)
     except Exception as e:
         what = "download the weights of" if use_default else "build"
         raise ModelSpecError(f"could not {what} torchvision:{name}: {_first_line(e)}") from None
