@@ -372,6 +372,26 @@ def test_error_file_without_factory(model_file, tmp_path):
     assert_one_line_error(run("nodes", f"{bad}:f"), "importing", "ModuleNotFoundError")
 
 
+def test_error_model_with_two_inputs(tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+            class Two(torch.nn.Module):
+                def forward(self, a, b):
+                    return a + b
+
+            def build():
+                return Two()
+            """
+        )
+    )
+    result = run("nodes", f"{path}:build", "--shapes", "--input-size", "4")
+    assert_one_line_error(result, "argument 'b'", "several inputs use the Python API", "(x1, x2)")
+
+
 def test_error_patterns_matching_nothing():
     assert_one_line_error(run("nodes", "torchvision:resnet18", "--filter", "layer9*"), "matches no node name")
     result = run("describe", "torchvision:resnet18", "--nodes", "layer1.0.conv9")

@@ -36,7 +36,19 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except FxtractError as e:
-        raise click.ClickException(" ".join(str(e).split())) from None
+        raise click.ClickException(_for_the_cli(" ".join(str(e).split()))) from None
+
+
+def _for_the_cli(message: str) -> str:
+    """The API's advice in the CLI's terms: its one input is a tensor of --input-size."""
+    message = message.replace("(check example_inputs)", "(check --input-size)")
+    message = message.replace("example_inputs gives no value", "the input of --input-size gives no value")
+    if "required positional argument" in message or "gives no value for forward() argument" in message:
+        message += (
+            " The CLI gives forward one tensor of --input-size; for a model with several inputs use the "
+            "Python API: fxtract.describe(model, (x1, x2))."
+        )
+    return message
 
 
 class _BadParameter(click.BadParameter):
