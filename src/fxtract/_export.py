@@ -87,6 +87,8 @@ except ImportError:  # pragma: no cover
     get_proxy_mode = get_proxy_slot = None  # type: ignore[assignment]
 
 _TOKENS = "fxtract_returned"
+# Values a graph can return as they are (a module's or the model's output).
+_CONSTANTS = (int, float, bool, str, type(None))
 _ILLEGAL = re.compile(r"[^0-9a-zA-Z_]+")
 # Ops that only check values (no result anyone reads); kept only when what they check is kept.
 _ASSERTS = {
@@ -195,7 +197,7 @@ class _CallRecorder:
                 self._next_token += 1
                 slot.proxy.node.meta.setdefault(_TOKENS, []).append(self._next_token)
                 tagged.append(_Token(self._next_token))
-            elif leaf is None or type(leaf) in (int, float, bool, str):
+            elif type(leaf) in _CONSTANTS:
                 tagged.append(leaf)
             elif isinstance(leaf, (torch.SymInt, torch.SymFloat, torch.SymBool)):
                 return None
@@ -240,8 +242,9 @@ def _exportable_output(model: nn.Module) -> Iterator[None]:
     """
 
     def hook(module: nn.Module, args: Any, output: Any) -> Any:
-        keep = (torch.Tensor, int, float, bool, str, type(None))
-        return pytree.tree_map(lambda x: x if isinstance(x, keep) else None, output)
+        return pytree.tree_map(
+            lambda x: x if isinstance(x, torch.Tensor) or type(x) in _CONSTANTS else None, output
+        )
 
     handle = model.register_forward_hook(hook)
     try:
