@@ -143,6 +143,24 @@ def round_robin(
     return times
 
 
+def round_robin_after_warmup(
+    contenders: dict[str, Callable[[], Any]], first: dict[str, float], args: Any
+) -> dict[str, list[float]]:
+    """:func:`round_robin` for contenders already called once (their warm-up, timed in ``first``).
+
+    ``args`` carries the script's ``reps``, ``budget`` and ``min_reps``; the first calls'
+    times estimate one round, to fit the budget.
+    """
+    return round_robin(
+        contenders,
+        args.reps,
+        warmup=0,
+        budget_s=args.budget,
+        min_reps=args.min_reps,
+        round_estimate_s=sum(first.values()),
+    )
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """``(fn(), seconds)``, after a ``gc.collect()``."""
     gc.collect()

@@ -51,6 +51,7 @@ from _common import (
     quiet,
     report_medians,
     round_robin,
+    round_robin_after_warmup,
     setup_threads,
     timed,
     tree_equal,
@@ -124,14 +125,7 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any]:
             nodes = fx_nodes if key == "fxtract" else tv_nodes
             _report_failure(f"(a) {name}: {key} creation with return_nodes={nodes}")
             contenders.pop(key)
-    times = round_robin(
-        contenders,
-        args.reps,
-        warmup=0,
-        budget_s=args.budget,
-        min_reps=args.min_reps,
-        round_estimate_s=sum(first.values()),
-    )
+    times = round_robin_after_warmup(contenders, first, args)
     med = report_medians(f"(a) {name}", times)
 
     def cell(fn: Callable[[], str], *needed: str) -> str:

@@ -36,7 +36,7 @@ from _common import (
     paired_ratio,
     quiet,
     report_medians,
-    round_robin,
+    round_robin_after_warmup,
     setup_threads,
     timed,
 )
@@ -89,14 +89,7 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[Any], float]:
     # them changes when the garbage collector runs, and not alike for every contender.
     del results, train, eval_
 
-    times = round_robin(
-        contenders,
-        args.reps,
-        warmup=0,
-        budget_s=args.budget,
-        min_reps=args.min_reps,
-        round_estimate_s=sum(first.values()),
-    )
+    times = round_robin_after_warmup(contenders, first, args)
     med = report_medians(f"{name}: {nodes} nodes", times)
     return [
         name,

@@ -42,6 +42,7 @@ from _common import (
     quiet,
     report_medians,
     round_robin,
+    round_robin_after_warmup,
     setup_threads,
     timed,
 )
@@ -185,14 +186,7 @@ def bench_creation(name: str, args: argparse.Namespace) -> list[Any] | None:
         if key == "auto":
             auto_used = getattr(result, "strategy", "?")
         del result
-    times = round_robin(
-        contenders,
-        args.reps,
-        warmup=0,
-        budget_s=args.budget,
-        min_reps=args.min_reps,
-        round_estimate_s=sum(first.values()),
-    )
+    times = round_robin_after_warmup(contenders, first, args)
     med = report_medians(f"(a) {name}", times)
 
     def vs_forward(s: str) -> str:
