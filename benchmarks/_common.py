@@ -161,6 +161,15 @@ def round_robin_after_warmup(
     )
 
 
+def exit_status(failures: Sequence[str], what: str = "") -> int:
+    """Print the failures at the end of the report (first line each); 1 if any, else 0."""
+    if failures:
+        print(f"\n{len(failures)} failure(s){what} (details above on stderr):")
+        for f in failures:
+            print(" -", f.splitlines()[0])
+    return 1 if failures else 0
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """``(fn(), seconds)``, after a ``gc.collect()``."""
     gc.collect()

@@ -41,6 +41,7 @@ from _common import (
     build_model,
     clone_tree,
     count_clones,
+    exit_status,
     floor_traces,
     fmt_ms,
     fmt_ratio,
@@ -387,11 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         print()
         print(table)
-    if failures:
-        print(f"\n{len(failures)} failure(s) of fxtract (details above on stderr):")
-        for f in failures:
-            print(" -", f.splitlines()[0])
-    return 1 if failures else 0
+    return exit_status(failures, " of fxtract")
 
 
 if __name__ == "__main__":

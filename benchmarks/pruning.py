@@ -43,6 +43,7 @@ from _common import (
     clone_tree,
     compute_nodes,
     count_clones,
+    exit_status,
     floor_traces,
     fmt_ms,
     fmt_ratio,
@@ -294,11 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(torch.profiler memory events); goal fxtract/torchvision <= {MEMORY_GOAL}x. Batch {args.batch}, "
         "224x224, eval, inference_mode; times are medians of round-robin repetitions."
     )
-    if failures:
-        print(f"\n{len(failures)} failure(s) (details above on stderr):")
-        for f in failures:
-            print(" -", f.splitlines()[0])
-    return 1 if failures else 0
+    return exit_status(failures)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when loaded by path
 from _common import (
     build_model,
+    exit_status,
     fmt_ms,
     fmt_ratio,
     header,
@@ -358,11 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 "Forward of a one-node extractor per strategy over the full model's forward (eval, no_grad, "
                 f"same input, round-robin). Goal hooks / fx <= {HOOKS_GOAL:.2f}x; fx is FX's pruned graph."
             )
-    if failures:
-        print(f"\n{len(failures)} failure(s) (details above on stderr):")
-        for f in failures:
-            print(" -", f.splitlines()[0])
-    return 1 if failures else 0
+    return exit_status(failures)
 
 
 if __name__ == "__main__":

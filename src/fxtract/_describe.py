@@ -805,12 +805,11 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (args, kwargs))
     # The fake parameters stand in for the real ones: what forward does to them (batch-norm
     # statistics, ``self.count += 1``) never reaches the user's model.
-    with (
-        _quiet_fake_tensor_log(),
-        _stand_ins(model, lambda t: mode.from_tensor(_to_meta(t) if on_meta else t)),
-        mode,
-    ):
-        model(*args, **kwargs)
+    fake = (lambda t: mode.from_tensor(_to_meta(t))) if on_meta else mode.from_tensor
+    # The stand-ins are made before the fake mode is entered: from real (or meta) tensors.
+    with _quiet_fake_tensor_log(), _stand_ins(model, fake):  # noqa: SIM117
+        with mode:
+            model(*args, **kwargs)
 
 
 def _real_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

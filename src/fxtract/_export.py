@@ -395,12 +395,10 @@ class ExportTrace:
         ``ModelOutput``); a node, or a call whose structure was not recorded, is one node
         or a tuple of them, as :meth:`resolve` gives.
         """
-        if name in self.returns:
-            return self.returns[name]
-        if name not in self._lookup:
-            inner = last_call_under(self.module_calls, name)
-            if inner is not None and inner.name in self.returns:
-                return self.returns[inner.name]
+        inner = last_call_under(self.module_calls, name) if name not in self._lookup else None
+        call = inner.name if inner is not None else name
+        if call in self.returns:
+            return self.returns[call]
         target = self.resolve(name)
         leaves, spec = pytree.tree_flatten(target)
         return spec, leaves
