@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import fxtract
 from fxtract._cli import main
-from fxtract._models import (
+from fxtract._cli._models import (
     MissingPackageError,
     ModelSpecError,
     _import,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._errors import FxtractError, FxtractValueError, did_you_mean
+from .._errors import FxtractError, FxtractValueError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

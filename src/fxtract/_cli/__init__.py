@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from . import __version__
-from ._errors import FxtractError
+from .. import __version__
+from .._errors import FxtractError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._describe import NodeInfo
+    from .._describe import NodeInfo
     from ._models import LoadedModel
 
 __all__ = ["main"]
@@ -125,7 +125,7 @@ def _load(spec: str, weights: Optional[str]) -> LoadedModel:
 
 def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo]:
     """``fxtract.describe``; its own warnings (strategy used, real forward) as ``fxtract:`` lines."""
-    from ._describe import describe
+    from .._describe import describe
 
     with warnings.catch_warnings(record=True) as caught:
         infos = describe(loaded.model, example, tracer_kwargs=loaded.tracer_kwargs, **kwargs)
@@ -356,7 +356,7 @@ def _with_ancestors(infos: list[NodeInfo], filters: Sequence[str]) -> list[NodeI
     """The infos matching ``filters`` and the module calls that enclose them."""
     if not filters:
         return infos
-    from ._select import select_nodes
+    from .._select import select_nodes
 
     by_name = {i.name: i for i in infos}
     keep = set(select_nodes(list(filters), list(by_name), strict=True))
