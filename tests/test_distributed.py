@@ -1,0 +1,272 @@
+"""Distributed extraction: the rank plan, the partition, and the protocol over two gloo ranks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from fxtract._distributed import (
+    DistributedError,
+    RankFailedError,
+    RankPlan,
+    configure_threads,
+    first_host,
+    rank_plan,
+    session,
+    shard_units,
+    split_units,
+)
+
+from .dist_helpers import run_ranks
+
+pytestmark = pytest.mark.distributed
+
+
+# ---------------------------------------------------------------------------------------------
+# The rank plan from fake environments
+
+
+def test_plan_alone():
+    plan = rank_plan({})
+    assert (plan.rank, plan.world_size, plan.launcher, plan.grouped) == (0, 1, "none", False)
+    assert str(plan) == "one process"
+
+
+def test_plan_torchrun():
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "h"}
+    plan = rank_plan(env)
+    assert (plan.rank, plan.world_size, plan.local_rank, plan.local_world_size) == (3, 4, 1, 2)
+    assert plan.launcher == "torchrun" and plan.grouped and not plan.is_main
+    assert plan.env == {}  # torchrun sets MASTER_ADDR/PORT itself
+
+
+def test_plan_torchrun_wins_over_slurm():
+    env = {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_STEP_ID": "0"}
+    assert rank_plan(env).launcher == "torchrun"
+
+
+SRUN = {
+    "SLURM_PROCID": "5",
+    "SLURM_NTASKS": "8",
+    "SLURM_STEP_NUM_TASKS": "6",
+    "SLURM_LOCALID": "1",
+    "SLURM_NODEID": "2",
+    "SLURM_STEP_TASKS_PER_NODE": "2(x2),2",
+    "SLURM_STEP_ID": "0",
+    "SLURM_JOB_ID": "123456",
+    "SLURM_JOB_NODELIST": "gpu-[017-019],cpu3",
+    "SLURM_CPUS_PER_TASK": "4",
+}
+
+
+def test_plan_slurm_step():
+    plan = rank_plan(SRUN)
+    assert (plan.rank, plan.world_size, plan.local_rank, plan.local_world_size) == (5, 6, 1, 2)
+    assert plan.launcher == "slurm" and plan.cpus == 4
+    assert plan.env["MASTER_ADDR"] == "gpu-017"
+    port = int(plan.env["MASTER_PORT"])
+    assert 20000 <= port < 40000
+    # Every task of the step derives the same port; another job or step another one.
+    assert rank_plan({**SRUN, "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}).env["MASTER_PORT"] == str(port)
+    assert rank_plan({**SRUN, "SLURM_JOB_ID": "123457"}).env["MASTER_PORT"] != str(port)
+    assert rank_plan({**SRUN, "SLURM_STEP_ID": "1"}).env["MASTER_PORT"] != str(port)
+
+
+def test_plan_slurm_keeps_the_users_master():
+    plan = rank_plan({**SRUN, "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"})
+    assert plan.env == {}
+
+
+def test_plan_slurm_batch_script_without_srun_runs_alone():
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n1"}
+    with pytest.warns(UserWarning, match=r"SLURM_NTASKS=4 but this process is not in an srun step.*srun"):
+        plan = rank_plan(env)
+    assert plan.world_size == 1 and not plan.grouped
+
+
+def test_plan_slurm_one_task_array_job():
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_ARRAY_TASK_ID": "3"}
+    plan = rank_plan(env, num_shards=4, shard_index=3)
+    assert (plan.world_size, plan.num_shards, plan.shard_index) == (1, 4, 3)
+    assert str(plan) == "shard 3/4"
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "host"),
+    [
+        ("node5", "node5"),
+        ("n[01-04]", "n01"),
+        ("a[7,9-12]b", "a7"),
+        ("x-[003-004],y[1-2]", "x-003"),
+        ("h1,h2", "h1"),
+    ],
+)
+def test_first_host(nodelist, host):
+    assert first_host(nodelist) == host
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs", "match"),
+    [
+        (
+            {"RANK": "2", "WORLD_SIZE": "2"},
+            {},
+            r"rank 2 is out of range for a world of 2 processes \(torchrun\)",
+        ),
+        ({"RANK": "x", "WORLD_SIZE": "2"}, {}, r"RANK='x' is not an integer"),
+        ({}, {"num_shards": 2, "shard_index": 2}, r"shard_index=2 is out of range for num_shards=2.*0\.\.1"),
+        ({}, {"num_shards": 0}, r"num_shards must be at least 1, got 0"),
+        ({}, {"shard_index": "1"}, r"shard_index must be an int, got '1'"),
+        (
+            {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0"},
+            {},
+            r"neither MASTER_ADDR nor SLURM_JOB_NODELIST",
+        ),
+    ],
+)
+def test_plan_errors(env, kwargs, match):
+    with pytest.raises(DistributedError, match=match):
+        rank_plan(env, **kwargs)
+
+
+def test_threads_share_the_cpus():
+    before = torch.get_num_threads()
+    saved = os.environ.get("OMP_NUM_THREADS")
+    try:
+        available = len(os.sched_getaffinity(0))
+        plan = RankPlan(rank=0, world_size=2, local_world_size=2)
+        assert configure_threads(plan, env={}) == max(1, available // 2)
+        assert torch.get_num_threads() == max(1, available // 2)
+        assert configure_threads(plan, env={"OMP_NUM_THREADS": "3"}) is None  # the user's choice
+        assert configure_threads(RankPlan(), env={}) is None  # one process: torch's default
+    finally:
+        torch.set_num_threads(before)
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
+# ---------------------------------------------------------------------------------------------
+# The partition
+
+
+@pytest.mark.parametrize("num_units", [0, 1, 7, 10])
+@pytest.mark.parametrize("num_shards", [1, 2, 3])
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_partition_covers_every_unit_once(num_units, num_shards, world):
+    parts = [
+        split_units(shard_units(num_units, num_shards, s), world, r)
+        for s in range(num_shards)
+        for r in range(world)
+    ]
+    flat = sorted(u for p in parts for u in p)
+    assert flat == list(range(num_units))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1 + (num_units % num_shards > 0)
+
+
+def test_rerun_with_another_world_size_does_only_the_missing_units():
+    committed = {0, 1, 4}  # a 2-rank run died after these
+    missing = [u for u in shard_units(8) if u not in committed]
+    parts = [split_units(missing, 3, r) for r in range(3)]
+    assert parts == [[2, 6], [3, 7], [5]]
+
+
+def test_one_process_session_is_local():
+    with session(env={}) as run:
+        assert not run.plan.grouped
+        assert run.assign(4, committed=lambda: [1]) == [0, 2, 3]
+        assert run.missing == [0, 2, 3]
+        assert [run.unit_done(5) for _ in range(3)] == [0, 0, 0]
+        assert run.finish() == 0
+        assert run.run_on_main(lambda: "merged") == "merged"
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol over two gloo ranks (forked processes)
+
+
+def _ranks_work(rank, mode):
+    with session() as run:
+        units = run.assign(7, committed=lambda: {2})
+        others = 0
+        for n, u in enumerate(units):
+            if mode == "fail" and rank == 1 and n == 1:
+                raise ValueError(f"cannot decode image {u}.jpg")
+            if mode == "kill" and rank == 1 and n == 1:
+                os._exit(9)  # like SIGKILL: no message, no cleanup
+            time.sleep(0.02)
+            others += run.unit_done(10 + rank)
+        others += run.finish()
+        merged = run.run_on_main(lambda: "merged")
+        return units, run.missing, others, merged
+
+
+def test_two_ranks_partition_and_global_counts():
+    answers = run_ranks(_ranks_work, 2, ("ok",))
+    assert answers[0] == ("ok", ([0, 3, 5], [0, 1, 3, 4, 5, 6], 3 * 11, "merged"))
+    assert answers[1] == ("ok", ([1, 4, 6], [0, 1, 3, 4, 5, 6], 3 * 10, "merged"))
+
+
+def test_a_failing_rank_raises_on_every_rank_with_its_message():
+    answers = run_ranks(_ranks_work, 2, ("fail",))
+    assert answers[1][0] == "error" and answers[1][1][:2] == ("ValueError", "cannot decode image 4.jpg")
+    assert answers[0][0] == "error"
+    kind, message, _ = answers[0][1]
+    assert kind == "RankFailedError"
+    assert message == "rank 1 of 2 failed: ValueError: cannot decode image 4.jpg"
+
+
+def test_a_killed_rank_makes_the_others_raise_not_hang():
+    start = time.monotonic()
+    answers = run_ranks(_ranks_work, 2, ("kill",), timeout=60)
+    assert time.monotonic() - start < 50  # the timeout is 60 s: it did not wait for it
+    assert 1 not in answers or answers[1][0] != "ok"
+    kind, message, _ = answers[0][1]
+    assert kind == "PeerLostError"
+    assert "lost contact with the other processes" in message and "rerun the same command" in message
+
+
+def _fails_early(rank):
+    with session() as run:
+
+        def committed():
+            raise OSError("store unreadable")
+
+        run.assign(4, committed=committed)  # rank 0 reads the directory; rank 1 waits in the round
+    return "unreachable"
+
+
+def test_a_failure_before_the_units_propagates():
+    answers = run_ranks(_fails_early, 2)
+    assert answers[0][1][:2] == ("OSError", "store unreadable")
+    assert answers[1][1][:2] == ("RankFailedError", "rank 0 of 2 failed: OSError: store unreadable")
+
+
+def _merge_fails(rank):
+    with session() as run:
+        run.assign(2, committed=set)
+        for _ in run._units:
+            run.unit_done(1)
+        run.finish()
+
+        def merge():
+            raise RuntimeError("units 3, 5 are missing")
+
+        run.run_on_main(merge)
+
+
+def test_a_failing_merge_raises_on_every_rank():
+    answers = run_ranks(_merge_fails, 2)
+    assert answers[0][1][:2] == ("RuntimeError", "units 3, 5 are missing")
+    assert answers[1][1][:2] == (
+        "RankFailedError",
+        "rank 0 of 2 failed: RuntimeError: units 3, 5 are missing",
+    )
+
+
+def test_rank_failed_error_is_a_runtime_error():
+    assert issubclass(RankFailedError, RuntimeError)
