@@ -318,6 +318,9 @@ class Session:
         self._rounds_left: Optional[int] = None
         self._units: list[int] = []
         self.missing: list[int] = []  # the units this launch writes, all ranks together
+        self.todo = 0  # their samples
+        self._sizes: list[int] = []  # samples of each unit of this rank still open
+        self._in_unit = 0
         self._opened = False
         self._closed = False
 
@@ -370,13 +373,42 @@ class Session:
 
     # -- the partition
 
-    def assign(self, num_units: int, committed: Callable[[], Any]) -> list[int]:
+    @property
+    def writer(self) -> int:
+        """The store writer (partial manifest) of this launch: its shard (ranks share their job's part)."""
+        return self.plan.shard_index
+
+    @property
+    def writers(self) -> int:
+        return self.plan.num_shards
+
+    def in_turn(self, func: Callable[[], Any]) -> Any:
+        """``func()`` on each rank in turn, rank 0 first (opening the store: only one creates or clears it)."""
+        if not self.plan.grouped:
+            return func()
+        result = None
+        for rank in range(self.plan.world_size):
+            if rank == self.plan.rank:
+                result = func()
+            self._round(0)
+        return result
+
+    def assign(
+        self,
+        num_units: int,
+        committed: Callable[[], Any],
+        *,
+        shard_size: Optional[int] = None,
+        num_samples: Optional[int] = None,
+    ) -> list[int]:
         """The units this process writes: its shard's units that are not committed, dealt to the ranks.
 
         Args:
             num_units: Work units of the dataset (``ceil(N / S)``).
             committed: Reads the committed units from the store's directory (called on rank 0 only, so
                 that every rank partitions the same list even while other jobs commit).
+            shard_size, num_samples: The unit size S and the dataset size N, for :meth:`batch_done` and
+                :attr:`todo` (the samples of all ranks' units).
 
         Returns:
             This rank's units, ascending.
@@ -389,11 +421,28 @@ class Session:
         if self.plan.grouped:
             self._round(0)  # everybody is here and healthy before the data collective
             missing = self._broadcast(missing)
+        self.missing = missing
         self._units = split_units(missing, self.plan.world_size, self.plan.rank)
         # One round per unit of the busiest rank, then the final one.
         self._rounds_left = len(split_units(missing, self.plan.world_size, 0))
-        self.missing = missing
+        if shard_size is not None and num_samples is not None:
+            self._sizes = [min(shard_size, num_samples - u * shard_size) for u in self._units]
+            self.todo = sum(min(shard_size, num_samples - u * shard_size) for u in missing)
         return self._units
+
+    def batch_done(self, samples: int) -> int:
+        """Report a batch handed to the writer (batches never span units); returns the samples the
+        other ranks finished meanwhile (for a progress bar of global counts, on rank 0).
+
+        At the end of each unit this is :meth:`unit_done`: a round, where another rank's failure
+        raises :class:`RankFailedError`.
+        """
+        self._in_unit += samples
+        if not self._sizes or self._in_unit < self._sizes[0]:
+            return 0
+        size = self._sizes.pop(0)
+        self._in_unit -= size
+        return self.unit_done(size)
 
     # -- rounds
 
@@ -411,11 +460,8 @@ class Session:
         return others
 
     def finish(self) -> int:
-        """The last round, once the writer has committed everything; returns the others' last samples.
-
-        A rank with fewer units than the busiest pads its rounds here, so every rank runs the same
-        sequence of collectives.
-        """
+        """After this rank's last unit: pads its rounds to the busiest rank's (every rank runs the same
+        sequence of collectives) and waits for every rank; returns the others' last samples."""
         if not self.plan.grouped:
             return 0
         others = self._wait_pending()
@@ -426,8 +472,11 @@ class Session:
         return others + self._round(0)
 
     def run_on_main(self, func: Callable[[], Any]) -> Any:
-        """``func()`` on rank 0 (the merge); every rank returns its result or raises its error."""
+        """``func()`` on rank 0 once every rank is here (the merge); every rank returns its result or
+        raises its error."""
         result, error = None, None
+        if self.plan.grouped:
+            self._round(0)
         if self.plan.is_main:
             try:
                 result = func()

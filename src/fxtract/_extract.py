@@ -22,8 +22,9 @@ from torch import nn
 
 from . import __version__
 from ._api import create_feature_extractor
+from ._distributed import session
 from ._errors import FxtractTypeError, FxtractValueError, did_you_mean
-from .store import FORMATS, FeatureStore, open_features
+from .store import FORMATS, FeatureStore, merge, open_features
 from .store._writer import StoreWriter, WriteBatch
 
 __all__ = ["DTYPES", "POOLS", "SampleReadError", "extract"]
@@ -455,17 +456,19 @@ def extract(
         raise FxtractValueError(f"the data holds no samples ({source.describe().get('spec', data)!r}).")
     modules = model_or_extractor.modules() if isinstance(model_or_extractor, nn.Module) else ()
     training = [(m, m.training) for m in modules]
-    try:
-        return _run(
-            model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
-            example_inputs=example_inputs, batch_size=batch_size, num_workers=num_workers, device=dev,
-            amp=amp, dtype=dtype, pools=pools, fmt=format, shard_size=shard_size, on_error=on_error,
-            overwrite=overwrite, progress=progress, model_spec=model_spec, num_shards=num_shards,
-            shard_index=shard_index, tracer_kwargs=tracer_kwargs,
-        )  # fmt: skip
-    finally:
-        for m, mode in training:
-            m.training = mode
+    # torchrun / srun / num_shards: the rank plan, process group, device per local rank, failure rounds.
+    with session(num_shards=num_shards, shard_index=shard_index, device=dev) as run:
+        try:
+            return _run(
+                model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
+                example_inputs=example_inputs, batch_size=batch_size, num_workers=num_workers,
+                device=run.device, amp=amp, dtype=dtype, pools=pools, fmt=format, shard_size=shard_size,
+                on_error=on_error, overwrite=overwrite, progress=progress, model_spec=model_spec,
+                num_shards=num_shards, shard_index=shard_index, tracer_kwargs=tracer_kwargs, run=run,
+            )  # fmt: skip
+        finally:
+            for m, mode in training:
+                m.training = mode
 
 
 def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureStore:
@@ -524,28 +527,33 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
     }
     existing = None if o["overwrite"] else _existing_shard_size(out)
     config["shard_size"] = o["shard_size"] or existing or _default_shard_size(probe, o)
-    writer = StoreWriter(
-        out,
-        config,
-        versions={"fxtract": __version__, "torch": torch.__version__, "numpy": np.__version__},
-        classes=getattr(source, "classes", None),
-        samples=((i, source.source(i), source.label(i)) for i in range(n)),
-        writer=o["shard_index"],
-        writers=o["num_shards"],
-        overwrite=o["overwrite"],
-    )
-    writer.set_outputs(outputs.layout or {})
-    units = writer.pending_units()
+    run = o["run"]
+
+    def open_writer() -> StoreWriter:
+        w = StoreWriter(
+            out,
+            config,
+            versions={"fxtract": __version__, "torch": torch.__version__, "numpy": np.__version__},
+            classes=getattr(source, "classes", None),
+            samples=((i, source.source(i), source.label(i)) for i in range(n)),
+            writer=run.writer,
+            writers=run.writers,
+            overwrite=o["overwrite"] and run.plan.is_main,
+        )
+        w.set_outputs(outputs.layout or {})
+        return w
+
+    writer = run.in_turn(open_writer)  # rank 0 first: only it creates (or clears) the store
     size = config["shard_size"]
+    units = run.assign(writer.num_units, writer.committed_units, shard_size=size, num_samples=n)
     batches = [
         list(range(s, min(s + o["batch_size"], stop)))
         for u in units
         for start, stop in [(u * size, min((u + 1) * size, n))]
         for s in range(start, stop, o["batch_size"])
     ]
-    todo = sum(len(b) for b in batches)
     writer.start(units)
-    bar = _progress(o["progress"], todo, n)
+    bar = _progress(o["progress"] if run.plan.is_main else False, run.todo, n)  # global counts
     try:
         if batches:
             loader = torch.utils.data.DataLoader(
@@ -573,8 +581,12 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
                         arrays[key], dtypes[key] = _to_numpy(t.cpu())
                 records = [{"index": i, "source": source.source(i), "reason": r} for i, r in failed]
                 writer.put(WriteBatch(indices, arrays, dtypes, records))
+                others = run.batch_done(indices.size + len(failed))  # the other ranks' samples
                 if bar is not None:
-                    bar.update(indices.size + len(failed))
+                    bar.update(indices.size + len(failed) + others)
+        others = run.finish()  # this rank's rounds padded to the busiest rank's
+        if bar is not None:
+            bar.update(others)
     except BaseException:
         writer.abort()
         raise
@@ -582,6 +594,7 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
         if bar is not None:
             bar.close()
     writer.close()
+    run.run_on_main(lambda: merge(out))  # once every rank committed its units: the last merge
     with warnings.catch_warnings():
         if o["num_shards"] > 1:
             warnings.simplefilter("ignore")  # the other jobs' shards may be still to come
