@@ -28,8 +28,15 @@ def torchrun_env(rank: int, world: int, port: int) -> dict[str, str]:
     }
 
 
-def _child(func: Callable[..., Any], rank: int, world: int, port: int, args: tuple, queue: Any) -> None:
-    os.environ.update(torchrun_env(rank, world, port))
+def _child(
+    func: Callable[..., Any], rank: int, world: int, port: int, args: tuple, queue: Any, group: bool
+) -> None:
+    if group:
+        os.environ.update(torchrun_env(rank, world, port))
+    else:  # independent jobs: no launcher at all
+        os.environ["OMP_NUM_THREADS"] = "1"
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID"):
+            os.environ.pop(name, None)
     try:
         import torch
 
@@ -48,16 +55,19 @@ def _report(queue: Any, answer: tuple, status: int) -> None:
 
 
 def run_ranks(
-    func: Callable[..., Any], world: int = 2, args: tuple = (), *, timeout: float = 120
+    func: Callable[..., Any], world: int = 2, args: tuple = (), *, timeout: float = 120, group: bool = True
 ) -> dict[int, tuple[str, Any]]:
     """``func(rank, *args)`` on ``world`` forked ranks; ``{rank: ("ok", result) | ("error", (type, msg, tb))}``.
 
-    A rank that dies without reporting (killed) is absent from the answer.
+    ``group``: torchrun's variables for a world of ``world`` ranks; else none (independent jobs).
+    A rank that dies without reporting (killed) answers ``("killed", None)``.
     """
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_child, args=(func, r, world, port, args, queue)) for r in range(world)]
+    procs = [
+        ctx.Process(target=_child, args=(func, r, world, port, args, queue, group)) for r in range(world)
+    ]
     for p in procs:
         p.start()
     answers: dict[int, tuple[str, Any]] = {}

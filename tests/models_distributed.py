@@ -35,6 +35,7 @@ class KilledAt(torch.utils.data.Dataset):
 
     def __init__(self, n: int = 23) -> None:
         self.images = tiny_images(n)
+        self.targets = [i % 2 for i in range(n)]  # labels without reading the samples
 
     def __len__(self) -> int:
         return len(self.images)
@@ -43,3 +44,16 @@ class KilledAt(torch.utils.data.Dataset):
         if os.environ.get("FXTRACT_TEST_KILL_AT") == str(i):
             os.kill(os.getpid(), signal.SIGKILL)
         return self.images[i]
+
+
+class BadSample(KilledAt):
+    """``tiny_images`` where sample ``bad`` cannot be read."""
+
+    def __init__(self, n: int = 23, bad: int = 5) -> None:
+        super().__init__(n)
+        self.bad = bad
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i == self.bad:
+            raise OSError(f"truncated file img{i}.jpg")
+        return super().__getitem__(i)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from fxtract._cli import main
 from fxtract._distributed import (
     DistributedError,
     RankFailedError,
@@ -21,6 +27,9 @@ from fxtract._distributed import (
 )
 
 from .dist_helpers import run_ranks
+from .models_distributed import BadSample, KilledAt, tiny_conv, tiny_images
+
+MODELS = str(Path(__file__).with_name("models_distributed.py"))
 
 pytestmark = pytest.mark.distributed
 
@@ -270,3 +279,170 @@ def test_a_failing_merge_raises_on_every_rank():
 
 def test_rank_failed_error_is_a_runtime_error():
     assert issubclass(RankFailedError, RuntimeError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction over two gloo ranks: the store is the single-process store
+
+OPTIONS = {"nodes": ["conv", "head"], "pool": "avg", "shard_size": 4, "batch_size": 2, "progress": False}
+
+
+def _extract(out, data=None, **options):
+    import fxtract
+
+    return fxtract.extract(tiny_conv(), KilledAt() if data is None else data, out, **{**OPTIONS, **options})
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The store one process writes (6 units of 4 samples, the last of 3)."""
+    out = tmp_path_factory.mktemp("single")
+    _extract(out)
+    return out
+
+
+def _shard_files(root):
+    return sorted(p.name for p in root.iterdir() if re.fullmatch(r"shard-\d+\.safetensors", p.name))
+
+
+def assert_same_store(a, b, *, byte_identical=True):
+    from fxtract import open_features
+
+    sa, sb = open_features(a), open_features(b)
+    assert sb.complete and len(sb) == len(sa) == 23
+    assert _shard_files(a) == _shard_files(b)
+    np.testing.assert_array_equal(sb.indices, sa.indices)
+    assert sb.keys() == sa.keys()
+    for key in sa.keys():  # noqa: SIM118 - a store, not a dict
+        np.testing.assert_array_equal(sb[key].numpy(), sa[key].numpy())
+    if byte_identical:
+        assert sb.sources == sa.sources
+        for name in _shard_files(a):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        assert json.loads((a / "manifest.json").read_text()) == json.loads((b / "manifest.json").read_text())
+
+
+def _rank_extract(rank, out):
+    store = _extract(out)
+    return len(store), store.complete
+
+
+def test_two_ranks_write_the_single_process_store(reference, tmp_path):
+    answers = run_ranks(_rank_extract, 2, (tmp_path,))
+    assert answers == {0: ("ok", (23, True)), 1: ("ok", (23, True))}
+    assert_same_store(reference, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["writer-00000-of-00001.json"]
+
+
+def _killed_on_rank_1(rank, out):
+    if rank == 1:
+        os.environ["FXTRACT_TEST_KILL_AT"] = "13"  # rank 1's second unit (units 1, 3, 5 are its)
+    return _extract(out) and "finished"
+
+
+@pytest.mark.parametrize("rerun_world", [1, 2, 3])
+def test_a_killed_rank_then_a_rerun_completes_only_the_missing_units(reference, tmp_path, rerun_world):
+    answers = run_ranks(_killed_on_rank_1, 2, (tmp_path,))
+    assert answers[1] == ("killed", None)
+    assert answers[0][0] == "error" and answers[0][1][0] == "PeerLostError"
+    first = {name: (tmp_path / name).stat() for name in _shard_files(tmp_path)}
+    assert first and "shard-000003.safetensors" not in first  # some units committed, not all
+    if rerun_world == 1:
+        _extract(tmp_path)
+    else:
+        answers = run_ranks(_rank_extract, rerun_world, (tmp_path,))
+        assert all(a == ("ok", (23, True)) for a in answers.values()), answers
+    assert_same_store(reference, tmp_path)
+    for name, stat in first.items():  # committed units were not written again
+        now = (tmp_path / name).stat()
+        assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns), name
+
+
+def _bad_sample(rank, out):
+    return _extract(out, BadSample(bad=5))
+
+
+def test_a_failing_rank_raises_on_both_ranks_with_its_message(tmp_path):
+    answers = run_ranks(_bad_sample, 2, (tmp_path,))
+    kind, message, _ = answers[1][1]
+    assert kind == "SampleReadError" and message.startswith("cannot read sample 5 (")
+    assert "truncated file img5.jpg" in message
+    kind, message0, _ = answers[0][1]
+    assert kind == "RankFailedError"
+    assert message0 == f"rank 1 of 2 failed: SampleReadError: {message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# --num-shards jobs (no rendezvous), then `fxtract merge`
+
+CLI = ["extract", f"{MODELS}:tiny_conv", "DATA", "--nodes", "conv", "--nodes", "head", "--pool", "avg"]
+CLI += ["--shard-size", "4", "--batch-size", "2", "--num-workers", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "images.pt"
+    torch.save(tiny_images(), path)
+    return path
+
+
+def _cli_job(index, data, out, shards, *extra):
+    from click.testing import CliRunner
+
+    from fxtract._cli import main
+
+    args = [str(data) if a == "DATA" else a for a in CLI]
+    args += ["--out", str(out), "--num-shards", str(shards), "--shard-index", str(index), *extra]
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output
+
+
+def test_num_shards_jobs_then_merge(reference, data_file, tmp_path):
+    answers = run_ranks(_cli_job, 2, (data_file, tmp_path, 2), group=False)
+    assert [answers[i][0] for i in (0, 1)] == ["ok", "ok"]
+    assert {answers[i][1][0] for i in (0, 1)} == {0}
+    (tmp_path / "manifest.json").unlink()  # as if no job knew it finished last
+    result = CliRunner().invoke(main, ["merge", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "merged 23 samples in 6 shards (2 job(s))" in result.output
+    assert_same_store(reference, tmp_path, byte_identical=False)  # the CLI names the model by its spec
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        "writer-00000-of-00002.json",
+        "writer-00001-of-00002.json",
+    ]
+
+
+def test_merge_refuses_missing_units_naming_them_and_their_job(data_file, tmp_path):
+    assert _run_job(0, data_file, tmp_path, 2) == 0
+    (tmp_path / "manifest.json").unlink()
+    result = CliRunner().invoke(main, ["merge", str(tmp_path)])
+    assert result.exit_code == 1
+    assert re.search(
+        r"Error: .* misses 3 of 6 units: 1, 3, 5 \(4 samples each\)\. They belong to the job\(s\) "
+        r"--shard-index 1 of --num-shards 2: .*manifest\.json was not written\.",
+        result.output,
+    ), result.output
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_merge_refuses_jobs_that_ran_another_command(data_file, tmp_path):
+    other = tmp_path / "other"
+    assert _run_job(0, data_file, tmp_path / "store", 2) == 0
+    assert _run_job(1, data_file, other, 2, "--pool", "max") == 0
+    for path in [*other.glob("shard-*"), *(other / "parts").iterdir()]:  # both started on an empty dir
+        target = tmp_path / "store" / path.relative_to(other)
+        if not target.exists():
+            path.rename(target)
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "store")])
+    assert result.exit_code == 1
+    assert re.search(
+        r"Error: the jobs that wrote .* ran different commands: parts/writer-00001-of-00002\.json differs from "
+        r"parts/writer-00000-of-00002\.json in pool \(.*avg.* before, .*max.* now\)",
+        result.output,
+    ), result.output
+
+
+def _run_job(index, data, out, shards, *extra):
+    code, output = _cli_job(index, data, out, shards, *extra)
+    assert code == 0, output
+    return code

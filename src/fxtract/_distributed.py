@@ -38,6 +38,8 @@ from typing import Any, Callable, Optional
 from ._errors import FxtractError
 
 __all__ = [
+    "IncompleteStoreError",
+    "merge_jobs",
     "DistributedError",
     "RankFailedError",
     "RankPlan",
@@ -700,3 +702,83 @@ def log(plan: RankPlan, message: str) -> None:
     """A ``fxtract:`` line on stderr, from rank 0 only."""
     if plan.is_main:
         print(f"fxtract: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging independent jobs (``fxtract merge DIR``)
+
+
+class IncompleteStoreError(DistributedError):
+    """``merge`` found units that no job has committed yet; the message names them and their jobs."""
+
+
+def merge_jobs(path: Any) -> dict[str, Any]:
+    """Merge the partial manifests of independent jobs (``num_shards``) into the store's ``manifest.json``.
+
+    Refuses, writing nothing, when the jobs extracted with different configurations (naming their
+    parts and what differs) or when units are missing (naming them and the jobs that own them).
+
+    Args:
+        path: The store directory.
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        StoreMismatchError: Parts or shards made by a different command.
+        IncompleteStoreError: Units not committed yet.
+
+    Example:
+        >>> import fxtract, torch, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        >>> for i in range(2):
+        ...     _ = fxtract.extract(m, torch.randn(10, 4, generator=torch.Generator().manual_seed(0)), d,
+        ...                         nodes=["0"], shard_size=5, num_shards=2, shard_index=i, progress=False)
+        >>> merge_jobs(d)["complete"]
+        True
+    """
+    from pathlib import Path
+
+    from .store._errors import StoreMismatchError
+    from .store._files import MANIFEST, PARTS, is_tmp, write_json
+    from .store._manifest import describe_mismatch, read_parts, scan
+
+    root = Path(path)
+    parts_dir = root / PARTS
+    names = sorted(p.name for p in parts_dir.iterdir() if p.suffix == ".json" and not is_tmp(p.name))
+    parts = dict(zip(names, read_parts(root))) if parts_dir.is_dir() else {}
+    if parts:
+        first_name, first = next(iter(parts.items()))
+        for name, part in parts.items():
+            if part.get("fingerprint") != first.get("fingerprint"):
+                raise StoreMismatchError(
+                    f"the jobs that wrote {str(root)!r} ran different commands: {PARTS}/{name} differs from "
+                    f"{PARTS}/{first_name} in {describe_mismatch(first.get('config', {}), part.get('config', {}))}. "
+                    f"Rerun the odd job with the same options, or remove {PARTS}/{name} and its shards."
+                )
+    manifest = scan(root)  # also refuses a shard made with another configuration, naming it
+    missing = manifest["missing_units"]
+    if missing:
+        jobs = sorted({(u % p["writers"], p["writers"]) for u in missing for p in parts.values()})
+        owners = ", ".join(f"--shard-index {i} of --num-shards {k}" for i, k in jobs[:8])
+        more = f" and {len(jobs) - 8} more" if len(jobs) > 8 else ""
+        raise IncompleteStoreError(
+            f"{str(root)!r} misses {len(missing)} of {manifest['num_units']} units: {_ranges(missing)} "
+            f"({manifest['config']['shard_size']} samples each). They belong to the job(s) {owners}{more}: wait for them to "
+            f"finish, or rerun them, then run `fxtract merge {root}` again. {MANIFEST} was not written."
+        )
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+def _ranges(units: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"`` (the first ten runs)."""
+    runs: list[list[int]] = []
+    for u in units:
+        if runs and u == runs[-1][1] + 1:
+            runs[-1][1] = u
+        else:
+            runs.append([u, u])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:10])
+    return text + (", ..." if len(runs) > 10 else "")
