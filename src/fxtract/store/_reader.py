@@ -224,6 +224,8 @@ class FeatureArray:
         if isinstance(idx, slice):
             return np.arange(n, dtype=np.int64)[idx]
         a = np.asarray(idx)
+        if a.size == 0 and a.ndim == 1:
+            return np.zeros(0, np.int64)
         if a.dtype == bool:
             if a.shape != (n,):
                 raise IndexError(f"a boolean mask must have shape ({n},), got {a.shape}.")
