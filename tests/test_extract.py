@@ -246,11 +246,7 @@ def test_corrupt_images(tmp_path, images):
         fxtract.extract(TinyNet(), images, tmp_path / "fail", **opts)
     store = fxtract.extract(TinyNet(), images, tmp_path / "skip", on_error="skip", **opts)
     assert len(store) == 8 and store.manifest["num_samples"] == 9
-    assert (
-        [s["source"] for s in store.skipped] == ["cats/9.jpg"]
-        if not store.skipped[0]["source"].startswith("/")
-        else store.skipped[0]["source"].endswith("cats/9.jpg")
-    )
+    assert [s["source"] for s in store.skipped] == ["cats/9.jpg"]
     assert "cannot decode image" in store.skipped[0]["reason"]
     assert store.skipped[0]["index"] not in store.indices.tolist()
 
