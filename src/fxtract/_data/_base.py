@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
@@ -216,8 +216,10 @@ class SampleError(Exception):
     """Raised by a source's ``_load`` with the full reason a sample is bad (never leaves ``__getitem__``)."""
 
 
-def fail(what: str, where: str, e: BaseException) -> SampleError:
-    """``SampleError("cannot decode image 'a.png': OSError: ...")`` from the exception ``e``."""
+def fail(what: str, where: str, e: Union[BaseException, str]) -> SampleError:
+    """``SampleError("cannot decode image 'a.png': OSError: ...")`` from an exception or a reason."""
+    if isinstance(e, str):
+        return SampleError(f"{what} {where!r}: {e}")
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(e).split()))  # reasons are stable across runs
     return SampleError(f"{what} {where!r}: {type(e).__name__}" + (f": {text}" if text else ""))
 

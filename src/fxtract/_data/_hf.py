@@ -144,11 +144,11 @@ class HFSource(DataSource):
 
             value = row[self.image_column]
             if value is None:
-                raise fail("no image in", self.source(i), ValueError("the image cell is empty"))
+                raise fail("no image in", self.source(i), "the image cell is empty")
             if isinstance(value, dict):
                 value = value.get("bytes") or value.get("path")
             if value is None:
-                raise fail("no image in", self.source(i), ValueError("the image cell has no bytes nor path"))
+                raise fail("no image in", self.source(i), "the image cell has no bytes nor path")
             image = decode_image(value, self.source(i))
             return image if self.transform is None else self._transformed(image, i)
         inputs = {c: torch.as_tensor(row[c]) for c in self.input_columns}

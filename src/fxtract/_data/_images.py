@@ -67,11 +67,11 @@ def decode_image(data: Union[bytes, str, os.PathLike], where: str) -> Any:
     if not isinstance(data, bytes):
         data = Path(data).read_bytes()  # no file handle stays open, whatever PIL does
     if not data:
-        raise fail("cannot decode image", where, ValueError("the file is empty (0 bytes)"))
+        raise fail("cannot decode image", where, "the file is empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise fail("cannot decode image", where, ValueError("not an image format PIL can read")) from None
+        raise fail("cannot decode image", where, "not an image format PIL can read") from None
     except Exception as e:  # a decompression bomb, a broken header
         raise fail("cannot decode image", where, e) from None
     try:

@@ -19,9 +19,9 @@ Index = Union[int, slice, list, np.ndarray]
 
 
 def _to_numpy(bits: np.ndarray, dtype: str) -> np.ndarray:
-    """Storage bits -> a numpy array: bfloat16 (no numpy dtype) widens exactly to float32."""
+    """Storage bits (a memory-mapped view) -> an array of its own: bfloat16 widens exactly to float32."""
     if dtype != "bfloat16":
-        return np.asarray(bits)
+        return np.array(bits)  # a copy: writable, and it outlives the map
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
@@ -224,6 +224,8 @@ class FeatureArray:
         if isinstance(idx, slice):
             return np.arange(n, dtype=np.int64)[idx]
         a = np.asarray(idx)
+        if a.size == 0 and a.ndim == 1:
+            return np.zeros(0, np.int64)
         if a.dtype == bool:
             if a.shape != (n,):
                 raise IndexError(f"a boolean mask must have shape ({n},), got {a.shape}.")
@@ -286,7 +288,7 @@ class FeatureArray:
             return [row for p in pieces for row in p]
         if not pieces:
             return np.zeros((0, *self.shape[1:]), self.dtype)
-        return np.concatenate(pieces) if len(pieces) > 1 else np.array(pieces[0])
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def numpy(self) -> Any:
         """All rows in memory: one array (a list of arrays for a ragged key)."""
