@@ -273,6 +273,9 @@ def test_empty_file_list(tmp_path):
     (tmp_path / "list.txt").write_text("# nothing\n\n")
     with pytest.raises(DataSourceError, match="lists no files"):
         open_source(tmp_path / "list.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataSourceError, match=r"cannot read file list .*UnicodeDecodeError"):
+        open_source(tmp_path / "binary.txt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +435,26 @@ def test_torchvision_fake_data():
     assert source.describe()["spec"] == "torchvision:FakeData"
 
 
+def test_torchvision_arguments_after_a_question_mark():
+    source = open_source("torchvision:FakeData?size=5&image_size=(3,8,8)&num_classes=3", transform=RAW)
+    assert len(source) == 5 and source[4].inputs.shape == (3, 8, 8)
+    assert source.describe()["spec"] == "torchvision:FakeData?size=5&image_size=(3,8,8)&num_classes=3"
+    with pytest.raises(
+        DataSourceError, match=r"no argument 'sise'. Did you mean 'size'\? It takes: size, image_size"
+    ):
+        open_source("torchvision:FakeData?sise=5")
+    with pytest.raises(DataSourceError, match="key=value pairs"):
+        open_source("torchvision:FakeData?size")
+
+
+def test_a_dataset_object_of_pil_images_gets_the_default_transform():
+    import torchvision
+
+    source = open_source(torchvision.datasets.FakeData(size=3, image_size=(1, 40, 30), num_classes=2))
+    item = source[2]
+    assert source.kind == "memory" and item.inputs.shape == (3, 224, 224) and item.label in (0, 1)
+
+
 def test_torchvision_image_folder(tmp_path):
     save(tmp_path / "b" / "1.png", color=(0, 255, 0))
     save(tmp_path / "a" / "1.png", color=(255, 0, 0))
@@ -455,6 +478,8 @@ def test_torchvision_errors(tmp_path):
         open_source("torchvision:CIFAR10")
     with pytest.raises(DataSourceError, match=r"DatasetFolder needs the arguments loader"):
         open_source("torchvision:DatasetFolder", root=tmp_path)
+    with pytest.raises(DataSourceError, match="image_column / label_column apply to file lists"):
+        open_source("torchvision:FakeData", label_column="label")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def open_source(
         data: a folder of images (recursive; class subfolders give labels), a ``.txt`` /
             ``.csv`` / ``.tsv`` file list, a tensor file (``.pt`` / ``.npy`` / ``.safetensors``;
             a dict of tensors gives keyword inputs; the first dim is the sample),
-            ``"torchvision:NAME"`` (with ``root``), ``"hf:PATH"`` or a folder saved by
+            ``"torchvision:NAME"`` (with ``root``; ``"torchvision:CIFAR10?train=False"`` passes
+            arguments to the dataset), ``"hf:PATH"`` or a folder saved by
             ``datasets.save_to_disk``, an in-memory Tensor / dict of Tensors / torch
             ``Dataset``, or a :class:`DataSource` (returned as it is).
         transform: applied to each sample: images get it after their RGB conversion
@@ -87,6 +88,11 @@ def open_source(
     if isinstance(data, DataSource):
         return data
     if isinstance(data, str) and data.startswith("torchvision:"):
+        if image_column is not None or label_column is not None:
+            raise DataSourceError(
+                f"{data} gives (image, target) pairs: image_column / label_column apply to file lists and "
+                "Hugging Face datasets."
+            )
         return TorchvisionSource(
             data[len("torchvision:") :], root=root, download=download, transform=_image_default(transform)
         )

@@ -22,7 +22,8 @@ def torchvision_dataset_names() -> list[str]:
     return sorted(
         name
         for name in getattr(datasets, "__all__", dir(datasets))
-        if inspect.isclass(getattr(datasets, name, None))
+        if name != "VisionDataset"  # the abstract base
+        and inspect.isclass(getattr(datasets, name, None))
         and issubclass(getattr(datasets, name), torch.utils.data.Dataset)
     )
 
@@ -39,7 +40,11 @@ def _torchvision_datasets() -> Any:
 
 class TorchvisionSource(MemorySource):
     """A ``torchvision.datasets`` class built by name; its ``(image, target)`` items are converted to RGB
-    and given the transform (fxtract's, not the dataset's: it is built with ``transform=None``)."""
+    and given the transform (fxtract's, not the dataset's: it is built with ``transform=None``).
+
+    ``name`` may carry arguments for the dataset after a ``?``: ``"CIFAR10?train=False"``,
+    ``"SVHN?split=test"``, ``"FakeData?size=100&image_size=(3,32,32)"`` (Python literals, else strings).
+    """
 
     kind = "torchvision"
 
@@ -52,18 +57,17 @@ class TorchvisionSource(MemorySource):
         transform: Any = None,
     ) -> None:
         datasets = _torchvision_datasets()
+        spec = name
+        name, _, query = name.partition("?")
         names = torchvision_dataset_names()
         if name not in names:
             lower = {n.lower(): n for n in names}
-            hint = (
-                f" Did you mean {lower[name.lower()]!r}?"
-                if name.lower() in lower
-                else did_you_mean(name, names)
-            )
+            close = lower.get(name.lower())
+            hint = f" Did you mean {close!r}?" if close else did_you_mean(name, names)
             raise DataSourceError(f"torchvision has no dataset {name!r}.{hint} It has: {', '.join(names)}.")
         cls = getattr(datasets, name)
         params = inspect.signature(cls).parameters
-        kwargs: dict[str, Any] = {}
+        kwargs = _arguments(name, query, params)
         if "root" in params:
             if root is None:
                 raise DataSourceError(
@@ -74,10 +78,10 @@ class TorchvisionSource(MemorySource):
             kwargs["download"] = bool(download)
         missing = [
             p
-            for p, spec in params.items()
+            for p, param in params.items()
             if p not in kwargs
-            and spec.default is inspect.Parameter.empty
-            and spec.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            and param.default is inspect.Parameter.empty
+            and param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ]
         if missing:
             raise DataSourceError(
@@ -98,16 +102,42 @@ class TorchvisionSource(MemorySource):
                 f"{todo}--root DIR (root=DIR) where it is."
             ) from None
         except Exception as e:
-            raise DataSourceError(f"could not build torchvision:{name}: {_first_line(e)}") from None
-        self.dataset_name = name
+            raise DataSourceError(f"could not build torchvision:{spec}: {_first_line(e)}") from None
+        self.dataset_spec = f"torchvision:{spec}"
         self.root = kwargs.get("root")
         super().__init__(dataset, transform=transform, name=name)
 
     def _spec(self) -> str:
-        return f"torchvision:{self.dataset_name}" + (f" (root={self.root})" if self.root else "")
+        return self.dataset_spec
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "root": self.root}
+
+
+_FIXED = ("root", "download", "transform", "target_transform", "transforms")
+
+
+def _arguments(name: str, query: str, params: Any) -> dict[str, Any]:
+    """``"train=False&size=3"`` -> ``{"train": False, "size": 3}``, checked against the dataset's parameters."""
+    import ast
+
+    kwargs: dict[str, Any] = {}
+    allowed = [p for p in params if p not in _FIXED]
+    for pair in filter(None, query.split("&")):
+        key, eq, text = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise DataSourceError(f"torchvision:{name}?{query}: arguments are key=value pairs joined by &.")
+        if key not in allowed:
+            raise DataSourceError(
+                f"torchvision:{name} has no argument {key!r}.{did_you_mean(key, allowed)} "
+                f"It takes: {', '.join(allowed) or 'none besides root and download (--root, --download)'}."
+            )
+        try:
+            kwargs[key] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key] = text.strip()
+    return kwargs
 
 
 def _first_line(e: BaseException) -> str:

@@ -183,15 +183,16 @@ class FileListSource(_ImageSource):
         self.path = Path(path)
         self.base = str(self.path.parent)
         self.transform = transform
-        if self.path.suffix.lower() in (".csv", ".tsv"):
-            rows = _read_table(self.path, path_column, label_column)
-        else:
-            if path_column is not None or label_column is not None:
-                raise DataSourceError(
-                    f"{str(path)!r} is a .txt list (path, optional label); columns can only be chosen "
-                    "in a .csv/.tsv list with a header."
-                )
-            rows = _read_lines(self.path)
+        table = self.path.suffix.lower() in (".csv", ".tsv")
+        if not table and (path_column is not None or label_column is not None):
+            raise DataSourceError(
+                f"{str(path)!r} is a .txt list (path, optional label); columns can only be chosen "
+                "in a .csv/.tsv list with a header."
+            )
+        try:
+            rows = _read_table(self.path, path_column, label_column) if table else _read_lines(self.path)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DataSourceError(f"cannot read file list {str(path)!r}: {type(e).__name__}: {e}") from None
         if not rows:
             raise DataSourceError(f"file list {str(path)!r} lists no files (one image path a line).")
         self.paths = [p for p, _ in rows]

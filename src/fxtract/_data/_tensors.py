@@ -164,6 +164,8 @@ class TensorFileSource(_Columns):
             import numpy as np
 
             return torch.from_numpy(np.array(column[i]))  # a copy: the memmap is read-only
+        if self.suffix == ".safetensors":
+            return column[i : i + 1][0]  # a safetensors slice reads only these bytes
         return column[i]
 
     def source(self, i: int) -> str:
