@@ -739,7 +739,7 @@ def test_data_transform_for_timm():
 
 def test_doctests():
     import fxtract._data as data
-    from fxtract._data import _base, _transforms
+    from fxtract._data import _base, _images, _transforms
 
-    for module in (_base, _transforms, data):
+    for module in (_base, _images, _transforms, data):
         assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._base import Batch, DataNotFoundError, DataPackageError, DataSource, DataSourceError, Item, collate
-from ._datasets import TorchvisionSource, torchvision_dataset_names
+from ._datasets import DatasetSource, TorchvisionSource, torchvision_dataset_names
 from ._images import IMAGE_EXTENSIONS, FileListSource, ImageFolderSource, decode_image, to_rgb
-from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource
+from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource, is_array
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, describe_transform, image_transform
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DataPackageError",
     "DataSource",
     "DataSourceError",
+    "DatasetSource",
     "FileListSource",
     "ImageFolderSource",
     "ImageTransform",
@@ -108,7 +109,14 @@ def open_source(
         raise DataSourceError(
             "image_column applies to file lists and Hugging Face datasets, not in-memory data."
         )
-    return MemorySource(data, transform=transform, label_column=label_column)
+    if isinstance(data, dict) or is_array(data):
+        return MemorySource(data, transform=transform, label_column=label_column)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
+        return DatasetSource(data, transform=transform, label_column=label_column)
+    raise DataSourceError(
+        f"cannot use a {type(data).__name__} as data: pass a Tensor, a dict of Tensors, a torch Dataset, "
+        "or a path (image folder, file list, tensor file, saved Hugging Face dataset) or 'torchvision:NAME'."
+    )
 
 
 def _open_path(

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ._base import DataNotFoundError, DataSource, DataSourceError, fail
+from ._base import DataNotFoundError, DataSource, DataSourceError, fail, transformed
 
 __all__ = ["IMAGE_EXTENSIONS", "FileListSource", "ImageFolderSource", "decode_image", "to_rgb"]
 
@@ -88,13 +88,7 @@ class _ImageSource(DataSource):
         raise NotImplementedError
 
     def _load(self, i: int) -> Any:
-        image = decode_image(self._path(i), self.source(i))
-        if self.transform is None:
-            return image
-        try:
-            return self.transform(image)
-        except Exception as e:
-            raise fail("transform failed on", self.source(i), e) from None
+        return transformed(decode_image(self._path(i), self.source(i)), self.transform, self.source(i))
 
 
 class ImageFolderSource(_ImageSource):
