@@ -127,7 +127,9 @@ class HFSource(DataSource):
 
     def _prepared(self, dataset: Any) -> Any:
         """Only the input columns; images left undecoded (fxtract decodes them, reporting bad ones)."""
-        dataset = dataset.select_columns(self.input_columns)
+        dataset = dataset.with_format(None).select_columns(
+            self.input_columns
+        )  # python values, whatever was saved
         if self.image_column is not None:
             dataset = dataset.cast_column(self.image_column, _datasets().Image(decode=False))
         return dataset
