@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._base import Batch, DataNotFoundError, DataPackageError, DataSource, DataSourceError, Item, collate
-from ._datasets import TorchvisionSource, torchvision_dataset_names
+from ._datasets import DatasetSource, TorchvisionSource, torchvision_dataset_names
 from ._images import IMAGE_EXTENSIONS, FileListSource, ImageFolderSource, decode_image, to_rgb
-from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource
+from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource, is_array
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, describe_transform, image_transform
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DataPackageError",
     "DataSource",
     "DataSourceError",
+    "DatasetSource",
     "FileListSource",
     "ImageFolderSource",
     "ImageTransform",
@@ -61,7 +62,8 @@ def open_source(
         data: a folder of images (recursive; class subfolders give labels), a ``.txt`` /
             ``.csv`` / ``.tsv`` file list, a tensor file (``.pt`` / ``.npy`` / ``.safetensors``;
             a dict of tensors gives keyword inputs; the first dim is the sample),
-            ``"torchvision:NAME"`` (with ``root``), ``"hf:PATH"`` or a folder saved by
+            ``"torchvision:NAME"`` (with ``root``; ``"torchvision:CIFAR10?train=False"`` passes
+            arguments to the dataset), ``"hf:PATH"`` or a folder saved by
             ``datasets.save_to_disk``, an in-memory Tensor / dict of Tensors / torch
             ``Dataset``, or a :class:`DataSource` (returned as it is).
         transform: applied to each sample: images get it after their RGB conversion
@@ -87,6 +89,11 @@ def open_source(
     if isinstance(data, DataSource):
         return data
     if isinstance(data, str) and data.startswith("torchvision:"):
+        if image_column is not None or label_column is not None:
+            raise DataSourceError(
+                f"{data} gives (image, target) pairs: image_column / label_column apply to file lists and "
+                "Hugging Face datasets."
+            )
         return TorchvisionSource(
             data[len("torchvision:") :], root=root, download=download, transform=_image_default(transform)
         )
@@ -102,7 +109,14 @@ def open_source(
         raise DataSourceError(
             "image_column applies to file lists and Hugging Face datasets, not in-memory data."
         )
-    return MemorySource(data, transform=transform, label_column=label_column)
+    if isinstance(data, dict) or is_array(data):
+        return MemorySource(data, transform=transform, label_column=label_column)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
+        return DatasetSource(data, transform=transform, label_column=label_column)
+    raise DataSourceError(
+        f"cannot use a {type(data).__name__} as data: pass a Tensor, a dict of Tensors, a torch Dataset, "
+        "or a path (image folder, file list, tensor file, saved Hugging Face dataset) or 'torchvision:NAME'."
+    )
 
 
 def _open_path(

@@ -224,6 +224,16 @@ def fail(what: str, where: str, e: Union[BaseException, str]) -> SampleError:
     return SampleError(f"{what} {where!r}: {type(e).__name__}" + (f": {text}" if text else ""))
 
 
+def transformed(inputs: Any, transform: Any, where: str) -> Any:
+    """``transform(inputs)``; its failure is the sample's (a ``SampleError`` naming it)."""
+    if transform is None:
+        return inputs
+    try:
+        return transform(inputs)
+    except Exception as e:
+        raise fail("transform failed on", where, e) from None
+
+
 def _reason(e: BaseException, where: str) -> str:
     if isinstance(e, SampleError):
         return str(e)
