@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -456,3 +458,62 @@ def _run_job(index, data, out, shards, *extra):
     code, output = _cli_job(index, data, out, shards, *extra)
     assert code == 0, output
     return code
+
+
+# ---------------------------------------------------------------------------------------------
+# Real launchers (each process imports torch: slow on a loaded machine)
+
+
+def _subprocess_env():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")
+    }
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    env["TQDM_DISABLE"] = "1"
+    return env
+
+
+def _cli_args(data, out, *extra):
+    return [str(data) if a == "DATA" else a for a in CLI[1:]] + ["--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_torchrun_standalone_end_to_end(cli_reference, data_file, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += ["-m", "fxtract", "extract", *_cli_args(data_file, tmp_path)]
+    proc = subprocess.run(command, env=_subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "23 samples" in proc.stderr and "(complete)" in proc.stderr
+    assert_same_store(cli_reference, tmp_path)
+
+
+@pytest.mark.slow
+def test_num_shards_as_two_processes_then_fxtract_merge(cli_reference, data_file, tmp_path):
+    def shard_options(i):
+        return ["--num-shards", "2", "--shard-index", str(i)]
+
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fxtract", "extract", *_cli_args(data_file, tmp_path, *shard_options(i))],
+            env={**_subprocess_env(), "OMP_NUM_THREADS": "1"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for job in jobs:
+        _, err = job.communicate(timeout=600)
+        assert job.returncode == 0, err[-3000:]
+    (tmp_path / "manifest.json").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fxtract", "merge", str(tmp_path)],
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_same_store(cli_reference, tmp_path)
