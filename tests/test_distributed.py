@@ -517,3 +517,20 @@ def test_num_shards_as_two_processes_then_fxtract_merge(cli_reference, data_file
     )
     assert proc.returncode == 0, proc.stderr
     assert_same_store(cli_reference, tmp_path)
+
+
+def _alone_in_a_world_of_two(rank):
+    os.environ["WORLD_SIZE"] = "2"  # the other rank never starts
+    os.environ["FXTRACT_DIST_TIMEOUT"] = "2"
+    with session():
+        return "unreachable"
+
+
+def test_a_rank_that_never_comes_is_a_clear_error_after_the_timeout():
+    answers = run_ranks(_alone_in_a_world_of_two, 1)
+    kind, message, _ = answers[0][1]
+    assert kind == "DistributedError"
+    assert re.match(
+        r"rank 0/2 \(torchrun\) could not join the other processes at 127\.0\.0\.1:\d+ \(gloo\)", message
+    )
+    assert "Check that all 2 were started" in message
