@@ -534,3 +534,20 @@ def test_a_rank_that_never_comes_is_a_clear_error_after_the_timeout():
         r"rank 0/2 \(torchrun\) could not join the other processes at 127\.0\.0\.1:\d+ \(gloo\)", message
     )
     assert "Check that all 2 were started" in message
+
+
+def _with_progress(rank, out):
+    import io
+    import sys
+
+    os.environ.pop("TQDM_DISABLE", None)
+    sys.stderr = io.StringIO()
+    _extract(out, progress=True)
+    return sys.stderr.getvalue()
+
+
+def test_progress_on_rank_0_only_with_global_counts(tmp_path):
+    answers = run_ranks(_with_progress, 2, (tmp_path,))
+    assert answers[1] == ("ok", "")
+    status, bar = answers[0]
+    assert status == "ok" and "23/23" in bar, bar
