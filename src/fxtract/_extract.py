@@ -318,9 +318,13 @@ def _call(extractor: nn.Module, inputs: Any) -> Any:
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:
-    non_blocking = device.type == "cuda"
+    """Inputs on ``device``; to CUDA from pinned memory, without waiting (the copy overlaps)."""
     if isinstance(inputs, torch.Tensor):
-        return inputs.to(device, non_blocking=non_blocking)
+        if device.type != "cuda":
+            return inputs.to(device)
+        if not inputs.is_pinned():  # a batch type the DataLoader's pin_memory thread does not know
+            inputs = inputs.pin_memory()
+        return inputs.to(device, non_blocking=True)
     if isinstance(inputs, Mapping):
         return {k: _to_device(v, device) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
@@ -417,8 +421,16 @@ def extract(
     n = len(source)
     if n == 0:
         raise FxtractValueError(f"the data holds no samples ({source.describe().get('spec', data)!r}).")
-    modules = model_or_extractor.modules() if isinstance(model_or_extractor, nn.Module) else ()
+    modules = list(model_or_extractor.modules()) if isinstance(model_or_extractor, nn.Module) else []
     training = [(m, m.training) for m in modules]
+    # The extractor shares the model's parameters: moving it to the device moves them; move them back.
+    where = {
+        (id(m), kind, name): t.device
+        for m in modules
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers))
+        for name, t in tensors.items()
+        if t is not None
+    }
     try:
         return _run(
             model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
@@ -430,6 +442,21 @@ def extract(
     finally:
         for m, mode in training:
             m.training = mode
+        if dev.type != "cpu" or any(d.type != "cpu" for d in where.values()):
+            _restore_devices(modules, where)
+
+
+def _restore_devices(modules: list[nn.Module], where: dict[tuple[int, str, str], torch.device]) -> None:
+    for m in modules:
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers)):
+            for name, t in tensors.items():
+                device = where.get((id(m), kind, name))
+                if t is None or device is None or t.device == device:
+                    continue
+                if kind == "p":
+                    t.data = t.data.to(device)  # the same Parameter object, as Module.to() keeps it
+                else:
+                    tensors[name] = t.to(device)
 
 
 def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureStore:
@@ -577,8 +604,8 @@ def _progress(progress: Optional[bool], todo: int, total: int) -> Any:
 
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
-        return None
+    if not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return None  # tqdm reads TQDM_DISABLE when it is imported; this also sees a later setting
     return tqdm(
         total=todo,
         desc=f"fxtract extract ({total - todo} of {total} done before)"
