@@ -194,6 +194,18 @@ def test_mismatched_rerun_refused_unless_overwrite(tmp_path):
     assert s.keys() == ["relu2"] and s["relu2"].shape == (4, 6)
 
 
+def test_progress_bar_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    fxtract.extract(TinyNet(), _x(8), tmp_path / "a", nodes=["fc"], batch_size=4, progress=True)
+    captured = capsys.readouterr()
+    assert "8/8" in captured.err and "sample/s" in captured.err and captured.out == ""
+    fxtract.extract(TinyNet(), _x(8), tmp_path / "b", nodes=["fc"])  # stderr is no terminal here: off
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    fxtract.extract(TinyNet(), _x(8), tmp_path / "c", nodes=["fc"], progress=True)
+    assert capsys.readouterr().err == ""
+
+
 def test_unwritable_directory(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreWriteError, match=r"cannot write the store in .*file/store.*--out DIR"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import os
 import sys
 import warnings
@@ -49,6 +50,7 @@ __all__ = [
     "session",
     "shard_units",
     "split_units",
+    "with_session",
 ]
 
 # Seconds a rank waits for the others (rendezvous, each round) before it gives up.
@@ -467,6 +469,21 @@ def session(
         raise
     finally:
         run.close()
+
+
+def with_session(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``func(*args, num_shards=, shard_index=, device=, **o)`` in a :func:`session`.
+
+    ``func`` gets ``run=`` (the :class:`Session`) and ``device=`` this local rank's device: the one hook
+    ``fxtract.extract`` needs around its loop.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **o: Any) -> Any:
+        with session(num_shards=o["num_shards"], shard_index=o["shard_index"], device=o["device"]) as run:
+            return func(*args, **{**o, "device": run.device, "run": run})
+
+    return wrapper
 
 
 def _with_existing_group(plan: RankPlan) -> RankPlan:

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import __version__
 from ._api import create_feature_extractor
-from ._distributed import session
+from ._distributed import with_session
 from ._errors import FxtractTypeError, FxtractValueError, did_you_mean
 from .store import FORMATS, FeatureStore, merge, open_features
 from .store._writer import StoreWriter, WriteBatch
@@ -319,9 +319,13 @@ def _call(extractor: nn.Module, inputs: Any) -> Any:
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:
-    non_blocking = device.type == "cuda"
+    """Inputs on ``device``; to CUDA from pinned memory, without waiting (the copy overlaps)."""
     if isinstance(inputs, torch.Tensor):
-        return inputs.to(device, non_blocking=non_blocking)
+        if device.type != "cuda":
+            return inputs.to(device)
+        if not inputs.is_pinned():  # a batch type the DataLoader's pin_memory thread does not know
+            inputs = inputs.pin_memory()
+        return inputs.to(device, non_blocking=True)
     if isinstance(inputs, Mapping):
         return {k: _to_device(v, device) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
@@ -418,23 +422,45 @@ def extract(
     n = len(source)
     if n == 0:
         raise FxtractValueError(f"the data holds no samples ({source.describe().get('spec', data)!r}).")
-    modules = model_or_extractor.modules() if isinstance(model_or_extractor, nn.Module) else ()
+    modules = list(model_or_extractor.modules()) if isinstance(model_or_extractor, nn.Module) else []
     training = [(m, m.training) for m in modules]
-    # torchrun / srun / num_shards: the rank plan, process group, device per local rank, failure rounds.
-    with session(num_shards=num_shards, shard_index=shard_index, device=dev) as run:
-        try:
-            return _run(
-                model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
-                example_inputs=example_inputs, batch_size=batch_size, num_workers=num_workers,
-                device=run.device, amp=amp, dtype=dtype, pools=pools, fmt=format, shard_size=shard_size,
-                on_error=on_error, overwrite=overwrite, progress=progress, model_spec=model_spec,
-                num_shards=num_shards, shard_index=shard_index, tracer_kwargs=tracer_kwargs, run=run,
-            )  # fmt: skip
-        finally:
-            for m, mode in training:
-                m.training = mode
+    # The extractor shares the model's parameters: moving it to the device moves them; move them back.
+    where = {
+        (id(m), kind, name): t.device
+        for m in modules
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers))
+        for name, t in tensors.items()
+        if t is not None
+    }
+    try:
+        return _run(
+            model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
+            example_inputs=example_inputs, batch_size=batch_size, num_workers=num_workers, device=dev,
+            amp=amp, dtype=dtype, pools=pools, fmt=format, shard_size=shard_size, on_error=on_error,
+            overwrite=overwrite, progress=progress, model_spec=model_spec, num_shards=num_shards,
+            shard_index=shard_index, tracer_kwargs=tracer_kwargs,
+        )  # fmt: skip
+    finally:
+        for m, mode in training:
+            m.training = mode
+        if dev.type != "cpu" or any(d.type != "cpu" for d in where.values()):
+            _restore_devices(modules, where)
 
 
+def _restore_devices(modules: list[nn.Module], where: dict[tuple[int, str, str], torch.device]) -> None:
+    for m in modules:
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers)):
+            for name, t in tensors.items():
+                device = where.get((id(m), kind, name))
+                if t is None or device is None or t.device == device:
+                    continue
+                if kind == "p":
+                    t.data = t.data.to(device)  # the same Parameter object, as Module.to() keeps it
+                else:
+                    tensors[name] = t.to(device)
+
+
+@with_session  # torchrun / srun / num_shards: o['run'], the device of this local rank, failure rounds
 def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureStore:
     dev: torch.device = o["device"]
     example = o["example_inputs"]
@@ -590,8 +616,8 @@ def _progress(progress: Optional[bool], todo: int, total: int) -> Any:
 
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
-        return None
+    if not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return None  # tqdm reads TQDM_DISABLE when it is imported; this also sees a later setting
     return tqdm(
         total=todo,
         desc=f"fxtract extract ({total - todo} of {total} done before)"
