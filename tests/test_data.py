@@ -313,6 +313,13 @@ def test_pt_tensor_and_dict(tmp_path):
     ]
 
 
+def test_ready_inputs_get_no_image_transform(tmp_path):
+    x = torch.randn(2, 3, 8, 8)
+    torch.save(x, tmp_path / "x.pt")
+    for source in (open_source(tmp_path / "x.pt", transform=SMALL), open_source(x, transform=SMALL)):
+        assert torch.equal(source[1].inputs, x[1]) and source.describe()["transform"] is None
+
+
 def test_pt_refuses_lists(tmp_path):
     torch.save([{"input_ids": torch.zeros(3)}, {"input_ids": torch.zeros(3)}], tmp_path / "rows.pt")
     with pytest.raises(
@@ -614,13 +621,7 @@ def test_every_source_pickles(tmp_path, hf_images):
     specs = [tmp_path / "imgs", tmp_path / "list.txt", tmp_path / "x.pt", tmp_path / "x.npy"]
     specs += [tmp_path / "x.safetensors", "torchvision:FakeData", hf_images, torch.zeros(2, 3), hf_inputs()]
     for spec in specs:
-        source = (
-            open_source(spec, transform=SMALL)
-            if not isinstance(spec, (dict, torch.Tensor))
-            else open_source(spec)
-        )
-        if source.kind == "tensors":
-            source.transform = None
+        source = open_source(spec, transform=SMALL)
         before = source[0]
         copy = pickle.loads(pickle.dumps(source))
         after = copy[0]
