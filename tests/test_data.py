@@ -328,6 +328,13 @@ def test_pt_refuses_lists(tmp_path):
         open_source(tmp_path / "rows.pt")
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".npy", ".safetensors"])
+def test_a_corrupt_tensor_file(tmp_path, suffix):
+    (tmp_path / f"x{suffix}").write_bytes(b"not a tensor file")
+    with pytest.raises(DataSourceError, match=rf"cannot read tensor file '.*x\{suffix}': \w+"):
+        open_source(tmp_path / f"x{suffix}")
+
+
 def test_npy_is_memory_mapped(tmp_path):
     array = np.arange(60, dtype=np.float32).reshape(5, 3, 4)
     np.save(tmp_path / "x.npy", array)

@@ -150,7 +150,16 @@ class TensorFileSource(_Columns):
         except DataSourceError:
             raise
         except Exception as e:
-            raise DataSourceError(f"cannot read tensor file {where!r}: {type(e).__name__}: {e}") from None
+            first = (str(e).strip().splitlines() or [""])[0]
+            first = (
+                first.split(". ")[0] if self.suffix in (".pt", ".pth") else first
+            )  # torch's advice is not ours
+            raise DataSourceError(
+                f"cannot read tensor file {where!r}: {type(e).__name__}: {first} (a .pt file is read with "
+                "torch.load(weights_only=True): it must hold plain tensors)"
+                if self.suffix in (".pt", ".pth")
+                else f"cannot read tensor file {where!r}: {type(e).__name__}: {first}"
+            ) from None
         if isinstance(value, torch.Tensor):
             return {None: value}
         if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
