@@ -418,6 +418,21 @@ class Pairs(torch.utils.data.Dataset):
         return x
 
 
+class Kept(Pairs):
+    labels = np.array([5, 6, 7])  # like SVHN: the labels without reading an item
+
+    def __getitem__(self, i):
+        if i == 1:
+            raise AssertionError("a label must not read the item")
+        return torch.zeros(2), int(self.labels[i])
+
+
+def test_a_dataset_that_keeps_its_labels_is_not_read_for_them():
+    source = open_source(Kept("pair"))
+    assert [source.label(i) for i in range(3)] == [5, 6, 7]
+    assert source[2].label == 7 and source[1].error.startswith("cannot read 'Kept[1]': AssertionError")
+
+
 @pytest.mark.parametrize("kind", ["tensor", "pair", "dict", "broken"])
 def test_in_memory_dataset(kind):
     source = open_source(Pairs(kind))

@@ -64,13 +64,7 @@ class DatasetSource(DataSource):
         self.label_key = label_column
         self.count = len(dataset)
         self.name = name or type(dataset).__name__
-        self.labels: Optional[list[int]] = None
-        targets = getattr(dataset, "targets", None)
-        if targets is not None and len(targets) == self.count:
-            try:
-                self.labels = [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
-            except (TypeError, ValueError):
-                self.labels = None
+        self.labels = _label_attribute(dataset, self.count)
         names = getattr(dataset, "classes", None)
         if isinstance(names, (list, tuple)) and all(isinstance(c, str) for c in names):
             self.classes = list(names)
@@ -203,6 +197,24 @@ def _arguments(name: str, query: str, params: Any) -> dict[str, Any]:
 def _first_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _label_attribute(dataset: Any, count: int) -> Optional[list[int]]:
+    """The per-sample class indices a dataset keeps (``targets``: CIFAR, MNIST, ImageFolder;
+    ``labels``: SVHN, STL10; ``_labels``: Food101, Flowers102, ...), so labels need no item read."""
+    for attr in ("targets", "labels", "_labels"):
+        values = getattr(dataset, attr, None)
+        if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            continue
+        try:
+            if len(values) != count:
+                continue
+            listed = values.tolist() if hasattr(values, "tolist") else list(values)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in listed):
+                return listed
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _is_label(value: Any) -> bool:
