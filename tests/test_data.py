@@ -313,12 +313,26 @@ def test_pt_tensor_and_dict(tmp_path):
     ]
 
 
+def test_ready_inputs_get_no_image_transform(tmp_path):
+    x = torch.randn(2, 3, 8, 8)
+    torch.save(x, tmp_path / "x.pt")
+    for source in (open_source(tmp_path / "x.pt", transform=SMALL), open_source(x, transform=SMALL)):
+        assert torch.equal(source[1].inputs, x[1]) and source.describe()["transform"] is None
+
+
 def test_pt_refuses_lists(tmp_path):
     torch.save([{"input_ids": torch.zeros(3)}, {"input_ids": torch.zeros(3)}], tmp_path / "rows.pt")
     with pytest.raises(
         DataSourceError, match=r"holds a list of 2 dict; save one Tensor .* or one dict of Tensors"
     ):
         open_source(tmp_path / "rows.pt")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".npy", ".safetensors"])
+def test_a_corrupt_tensor_file(tmp_path, suffix):
+    (tmp_path / f"x{suffix}").write_bytes(b"not a tensor file")
+    with pytest.raises(DataSourceError, match=rf"cannot read tensor file '.*x\{suffix}': \w+"):
+        open_source(tmp_path / f"x{suffix}")
 
 
 def test_npy_is_memory_mapped(tmp_path):
@@ -402,6 +416,21 @@ class Pairs(torch.utils.data.Dataset):
         if self.kind == "broken" and i == 1:
             raise OSError("disk on fire")
         return x
+
+
+class Kept(Pairs):
+    labels = np.array([5, 6, 7])  # like SVHN: the labels without reading an item
+
+    def __getitem__(self, i):
+        if i == 1:
+            raise AssertionError("a label must not read the item")
+        return torch.zeros(2), int(self.labels[i])
+
+
+def test_a_dataset_that_keeps_its_labels_is_not_read_for_them():
+    source = open_source(Kept("pair"))
+    assert [source.label(i) for i in range(3)] == [5, 6, 7]
+    assert source[2].label == 7 and source[1].error.startswith("cannot read 'Kept[1]': AssertionError")
 
 
 @pytest.mark.parametrize("kind", ["tensor", "pair", "dict", "broken"])
@@ -614,13 +643,7 @@ def test_every_source_pickles(tmp_path, hf_images):
     specs = [tmp_path / "imgs", tmp_path / "list.txt", tmp_path / "x.pt", tmp_path / "x.npy"]
     specs += [tmp_path / "x.safetensors", "torchvision:FakeData", hf_images, torch.zeros(2, 3), hf_inputs()]
     for spec in specs:
-        source = (
-            open_source(spec, transform=SMALL)
-            if not isinstance(spec, (dict, torch.Tensor))
-            else open_source(spec)
-        )
-        if source.kind == "tensors":
-            source.transform = None
+        source = open_source(spec, transform=SMALL)
         before = source[0]
         copy = pickle.loads(pickle.dumps(source))
         after = copy[0]

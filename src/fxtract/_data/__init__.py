@@ -66,8 +66,10 @@ def open_source(
             arguments to the dataset), ``"hf:PATH"`` or a folder saved by
             ``datasets.save_to_disk``, an in-memory Tensor / dict of Tensors / torch
             ``Dataset``, or a :class:`DataSource` (returned as it is).
-        transform: applied to each sample: images get it after their RGB conversion
-            (default :func:`image_transform`); ready inputs (tensors) get none by default.
+        transform: the image preprocessing (PIL image -> tensor), applied after the RGB
+            conversion; default :func:`image_transform`. Ready inputs (tensor files,
+            in-memory tensors, token datasets, tensor items of a Dataset) are used as they
+            are: the transform is not applied to them (``describe()`` then says ``None``).
         root: the folder of a ``torchvision:`` dataset.
         image_column: the column of a file list or Hugging Face dataset holding the images.
         label_column: the column (or dict key) holding labels.
@@ -110,7 +112,7 @@ def open_source(
             "image_column applies to file lists and Hugging Face datasets, not in-memory data."
         )
     if isinstance(data, dict) or is_array(data):
-        return MemorySource(data, transform=transform, label_column=label_column)
+        return MemorySource(data, label_column=label_column)
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
         return DatasetSource(data, transform=transform, label_column=label_column)
     raise DataSourceError(
@@ -144,7 +146,7 @@ def _open_path(
     if suffix in TENSOR_EXTENSIONS:
         if image_column is not None:
             raise DataSourceError(f"{path.name} holds ready inputs, not images: image_column does not apply.")
-        return TensorFileSource(path, transform=transform, label_column=label_column)
+        return TensorFileSource(path, label_column=label_column)
     if suffix in IMAGE_EXTENSIONS:
         raise DataSourceError(
             f"{str(path)!r} is one image; pass the folder it is in, or a .txt file list naming it."

@@ -42,7 +42,8 @@ def _torchvision_datasets() -> Any:
 
 class DatasetSource(DataSource):
     """A torch ``Dataset`` (or anything with ``__getitem__`` and ``__len__``) whose items are an
-    input, ``(input, label)`` or a dict of inputs; a PIL image input is converted to RGB.
+    input, ``(input, label)`` or a dict of inputs. A PIL image input is converted to RGB and given
+    ``transform`` (default :func:`image_transform`); tensors and arrays are ready inputs, used as they are.
 
     Labels come from the dataset's ``targets`` when it has them, else from its items.
     ``label_column`` names the dict key holding the label.
@@ -59,17 +60,11 @@ class DatasetSource(DataSource):
         name: Optional[str] = None,
     ) -> None:
         self.dataset = dataset
-        self.transform = transform
+        self.transform = transform if transform is not None else _default_transform()  # for image items
         self.label_key = label_column
         self.count = len(dataset)
         self.name = name or type(dataset).__name__
-        self.labels: Optional[list[int]] = None
-        targets = getattr(dataset, "targets", None)
-        if targets is not None and len(targets) == self.count:
-            try:
-                self.labels = [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
-            except (TypeError, ValueError):
-                self.labels = None
+        self.labels = _label_attribute(dataset, self.count)
         names = getattr(dataset, "classes", None)
         if isinstance(names, (list, tuple)) and all(isinstance(c, str) for c in names):
             self.classes = list(names)
@@ -204,6 +199,24 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _label_attribute(dataset: Any, count: int) -> Optional[list[int]]:
+    """The per-sample class indices a dataset keeps (``targets``: CIFAR, MNIST, ImageFolder;
+    ``labels``: SVHN, STL10; ``_labels``: Food101, Flowers102, ...), so labels need no item read."""
+    for attr in ("targets", "labels", "_labels"):
+        values = getattr(dataset, attr, None)
+        if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            continue
+        try:
+            if len(values) != count:
+                continue
+            listed = values.tolist() if hasattr(values, "tolist") else list(values)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in listed):
+                return listed
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 def _is_label(value: Any) -> bool:
     if isinstance(value, bool):
         return False
@@ -222,7 +235,7 @@ def sample_inputs(
     """``(inputs, label)`` of a Dataset item: a tensor, ``(x, label)``, a dict, a PIL image.
 
     A PIL image is converted to RGB, then given ``transform`` (or :func:`image_transform`
-    when there is none); tensors and dicts get ``transform`` when there is one.
+    when there is none); tensors, arrays and dicts of them are ready inputs, left as they are.
     """
     label = None
     if isinstance(sample, (tuple, list)):
@@ -244,15 +257,14 @@ def sample_inputs(
             label = int(value)
         if not inputs:
             return None, label
-        sample = {str(k): _as_tensor_value(v) for k, v in sample.items()}
-        return transformed(sample, transform, where), label
+        return {str(k): _as_tensor_value(v) for k, v in sample.items()}, label
     if not inputs:
         return None, label
     if _is_pil(sample):
         from ._images import to_rgb
 
         return transformed(to_rgb(sample), transform or _default_transform(), where), label
-    return transformed(_as_tensor_value(sample), transform, where), label
+    return _as_tensor_value(sample), label
 
 
 def _as_tensor_value(value: Any) -> Any:
@@ -260,9 +272,7 @@ def _as_tensor_value(value: Any) -> Any:
         return value
     if is_array(value) or isinstance(value, (list, int, float)):
         return torch.as_tensor(value)
-    if _is_pil(value):
-        return value
-    raise TypeError(f"an input is a {type(value).__name__}, not a tensor, array or image")
+    raise TypeError(f"an input is a {type(value).__name__}, not a tensor or an array")
 
 
 def _is_pil(value: Any) -> bool:

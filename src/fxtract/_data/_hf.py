@@ -34,7 +34,7 @@ class HFSource(DataSource):
     Image mode: the image column (``image_column``, else the first feature of type
     ``Image``) is decoded by fxtract (RGB conversion, EXIF orientation; a bad image is a
     bad sample) and given ``transform``. Token mode (no image column): every column of
-    numeric lists or arrays (``input_ids``, ``attention_mask``, ...) is a keyword input.
+    numeric lists or arrays (``input_ids``, ``attention_mask``, ...) is a keyword input, as it is.
     Labels: ``label_column``, else the first ``ClassLabel`` feature (its names are
     ``classes``); a column of strings gives its sorted set as ``classes``.
     """
@@ -99,7 +99,9 @@ class HFSource(DataSource):
         if label_column is not None:
             self.classes, self.labels = _labels(dataset, features[label_column], label_column)
         self.count = len(dataset)
-        if image_column is not None and transform is None:
+        if image_column is None:
+            self.transform = None  # token lists are ready inputs
+        elif transform is None:
             from ._transforms import image_transform
 
             self.transform = image_transform()
@@ -152,8 +154,7 @@ class HFSource(DataSource):
             if value is None:
                 raise fail("no image in", self.source(i), "the image cell has no bytes nor path")
             return transformed(decode_image(value, self.source(i)), self.transform, self.source(i))
-        inputs = {c: torch.as_tensor(row[c]) for c in self.input_columns}
-        return transformed(inputs, self.transform, self.source(i))
+        return {c: torch.as_tensor(row[c]) for c in self.input_columns}
 
     def label(self, i: int) -> Optional[int]:
         if self.labels is None or self.labels[i] == -1:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .._errors import did_you_mean
-from ._base import DataSource, DataSourceError, transformed
+from ._base import DataSource, DataSourceError
 
 __all__ = ["TENSOR_EXTENSIONS", "MemorySource", "TensorFileSource", "check_columns", "is_array"]
 
@@ -17,7 +17,10 @@ TENSOR_EXTENSIONS = (".pt", ".pth", ".npy", ".safetensors")
 
 
 class _Columns(DataSource):
-    """Samples are rows of named columns; one unnamed column (``None``) is a positional input."""
+    """Samples are rows of named columns; one unnamed column (``None``) is a positional input.
+
+    Ready inputs: no transform (an image transform given to :func:`open_source` is not for them).
+    """
 
     _columns: Any = None  # {name or None: tensor-like}, reopened lazily in a worker
     _handles = ("_columns",)
@@ -42,7 +45,7 @@ class _Columns(DataSource):
             for k, v in self._columns.items()
             if self.label_key is None or k != self.label_key
         }
-        return transformed(rows[None] if list(rows) == [None] else rows, self.transform, self.source(i))
+        return rows[None] if list(rows) == [None] else rows
 
     def label(self, i: int) -> Optional[int]:
         return None if self.labels is None else self.labels[i]
@@ -117,14 +120,11 @@ class TensorFileSource(_Columns):
 
     kind = "tensors"
 
-    def __init__(
-        self, path: Union[str, os.PathLike], *, transform: Any = None, label_column: Optional[str] = None
-    ) -> None:
+    def __init__(self, path: Union[str, os.PathLike], *, label_column: Optional[str] = None) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
         if self.suffix not in TENSOR_EXTENSIONS:
             raise DataSourceError(f"{str(path)!r} is not a tensor file: use {', '.join(TENSOR_EXTENSIONS)}.")
-        self.transform = transform
         if label_column is not None and self.suffix == ".npy":
             raise DataSourceError(
                 f"a .npy file holds one array, so it has no {label_column!r} for labels; save a dict to a "
@@ -150,7 +150,16 @@ class TensorFileSource(_Columns):
         except DataSourceError:
             raise
         except Exception as e:
-            raise DataSourceError(f"cannot read tensor file {where!r}: {type(e).__name__}: {e}") from None
+            first = (str(e).strip().splitlines() or [""])[0]
+            first = (
+                first.split(". ")[0] if self.suffix in (".pt", ".pth") else first
+            )  # torch's advice is not ours
+            raise DataSourceError(
+                f"cannot read tensor file {where!r}: {type(e).__name__}: {first} (a .pt file is read with "
+                "torch.load(weights_only=True): it must hold plain tensors)"
+                if self.suffix in (".pt", ".pth")
+                else f"cannot read tensor file {where!r}: {type(e).__name__}: {first}"
+            ) from None
         if isinstance(value, torch.Tensor):
             return {None: value}
         if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
@@ -207,8 +216,7 @@ class MemorySource(_Columns):
     kind = "memory"
     _handles = ()  # the tensors themselves travel to the workers
 
-    def __init__(self, data: Any, *, transform: Any = None, label_column: Optional[str] = None) -> None:
-        self.transform = transform
+    def __init__(self, data: Any, *, label_column: Optional[str] = None) -> None:
         columns = {None: data} if is_array(data) else dict(data)
         columns = {k if k is None else str(k): _as_tensor(v, k) for k, v in columns.items()}
         self.name = "tensor" if None in columns else "dict"
