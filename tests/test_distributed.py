@@ -449,7 +449,7 @@ def test_merge_refuses_jobs_that_ran_another_command(data_file, tmp_path):
     assert result.exit_code == 1
     assert re.search(
         r"Error: the jobs that wrote .* ran different commands: parts/writer-00001-of-00002\.json differs from "
-        r"parts/writer-00000-of-00002\.json in pool \(.*avg.* before, .*max.* now\)",
+        r"parts/writer-00000-of-00002\.json in pool\S* \(.*avg.* before, .*max.* now\)",
         result.output,
     ), result.output
 
