@@ -383,3 +383,48 @@ def test_full_disk_keeps_committed_shards(tmp_path):
     assert all(after[name] == data for name, data in before.items() if name.startswith("shard-"))
     with pytest.warns(UserWarning, match="incomplete"):
         assert open_features(out).indices.tolist() == [*range(8), *range(16, 24), *range(32, 40)]
+
+
+@pytest.mark.parametrize("kind", [".pt", ".npy", ".safetensors", "dict.pt"])
+def test_tensor_files_round_trip(tmp_path, kind):
+    if kind == "dict.pt":
+        model = Tokens()
+        data = {
+            "input_ids": torch.randint(0, 20, (5, 4), generator=torch.Generator().manual_seed(0)),
+            "attention_mask": torch.ones(5, 4, dtype=torch.long),
+        }
+        torch.save(data, tmp_path / "inputs.pt")
+        path, node = tmp_path / "inputs.pt", "mix"
+        with torch.no_grad():
+            want = model(**data)
+    else:
+        model, x = TinyNet(), _x(5)
+        path, node = tmp_path / f"inputs{kind}", "relu2"
+        if kind == ".pt":
+            torch.save(x, path)
+        elif kind == ".npy":
+            np.save(path, x.numpy())
+        else:
+            from safetensors.torch import save_file
+
+            save_file({"x": x}, str(path))
+        want = _direct(model, [node], x)[node]
+    store = fxtract.extract(model, path, tmp_path / "s", nodes=[node], batch_size=2, progress=False)
+    torch.testing.assert_close(store[node].torch(), want)
+    assert store.manifest["config"]["data"]["count"] == 5
+
+
+def test_file_list_round_trip(tmp_path, images):
+    from fxtract._data import collate, open_source
+
+    listing = tmp_path / "list.csv"
+    files = sorted(images.rglob("*.png"))
+    listing.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
+    model = TinyNet()
+    store = fxtract.extract(
+        model, listing, tmp_path / "s", nodes=["fc"], transform=_transform(), progress=False
+    )
+    src = open_source(listing, transform=_transform())
+    want = _direct(model, ["fc"], collate([src[i] for i in range(len(src))]).inputs)["fc"]
+    torch.testing.assert_close(store["fc"].torch(), want)
+    assert len(store) == len(files) and store.labels is not None
