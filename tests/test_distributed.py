@@ -20,6 +20,7 @@ from fxtract._distributed import (
     DistributedError,
     RankFailedError,
     RankPlan,
+    assign_device,
     configure_threads,
     first_host,
     rank_plan,
@@ -551,3 +552,25 @@ def test_progress_on_rank_0_only_with_global_counts(tmp_path):
     assert answers[1] == ("ok", "")
     status, bar = answers[0]
     assert status == "ok" and "23/23" in bar, bar
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(torch.device(d)))
+    return current
+
+
+def test_one_gpu_per_local_rank(two_fake_gpus):
+    plan = RankPlan(rank=3, world_size=4, local_rank=1, local_world_size=2)
+    assert assign_device("cuda", plan) == torch.device("cuda", 1)
+    assert assign_device(torch.device("cuda"), plan) == torch.device("cuda", 1)
+    assert two_fake_gpus == [torch.device("cuda", 1)] * 2
+    assert assign_device("cuda:0", plan) == "cuda:0"  # an explicit index is the user's
+    assert assign_device("cpu", plan) == "cpu"
+    assert assign_device("cuda", RankPlan()) == "cuda"  # one process: torch's current device
+    crowded = RankPlan(rank=3, world_size=4, local_rank=3, local_world_size=4)
+    with pytest.warns(UserWarning, match="4 processes on this machine share 2 GPU"):
+        assert assign_device("cuda", crowded) == torch.device("cuda", 1)

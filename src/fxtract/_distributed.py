@@ -387,7 +387,8 @@ def assign_device(device: Any, plan: RankPlan) -> Any:
             warnings.warn(
                 f"{plan.local_world_size} processes on this machine share {count} GPU(s).", stacklevel=2
             )
-    torch.cuda.set_device(torch.device(device))
+    if torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device))  # NCCL and bare .cuda() calls use the current device
     return device
 
 
