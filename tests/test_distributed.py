@@ -574,3 +574,30 @@ def test_one_gpu_per_local_rank(two_fake_gpus):
     crowded = RankPlan(rank=3, world_size=4, local_rank=3, local_world_size=4)
     with pytest.warns(UserWarning, match="4 processes on this machine share 2 GPU"):
         assert assign_device("cuda", crowded) == torch.device("cuda", 1)
+
+
+def _in_the_callers_group(rank, out, env_vars):
+    import torch.distributed as dist
+
+    port = os.environ["MASTER_PORT"]
+    if not env_vars:  # a group made by hand: no launcher variables for fxtract to read
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+            del os.environ[name]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    from fxtract._distributed import _with_existing_group
+
+    plan = _with_existing_group(rank_plan())
+    assert (plan.rank, plan.world_size) == (rank, 2)
+    store = _extract(out)
+    dist.barrier()  # the caller's group is still there, and usable
+    value = torch.tensor([rank + 1])
+    dist.all_reduce(value)
+    dist.destroy_process_group()
+    return len(store), int(value)
+
+
+@pytest.mark.parametrize("env_vars", [True, False])
+def test_the_callers_own_process_group_is_used_and_left_open(reference, tmp_path, env_vars):
+    answers = run_ranks(_in_the_callers_group, 2, (tmp_path, env_vars))
+    assert answers == {0: ("ok", (23, 3)), 1: ("ok", (23, 3))}
+    assert_same_store(reference, tmp_path)

@@ -138,11 +138,16 @@ class Session:
         if self._closed:
             return
         self._closed = True
-        if self._owns_group:
-            import torch.distributed as dist
+        if not self.plan.grouped:
+            return
+        import torch.distributed as dist
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if not dist.is_initialized():
+            return
+        if self._owns_group:
+            dist.destroy_process_group()  # the gloo side group with it
+        elif self._group is not None:
+            dist.destroy_process_group(self._group)  # ours, in the caller's group
 
     # -- the partition
 
