@@ -601,3 +601,18 @@ def test_the_callers_own_process_group_is_used_and_left_open(reference, tmp_path
     answers = run_ranks(_in_the_callers_group, 2, (tmp_path, env_vars))
     assert answers == {0: ("ok", (23, 3)), 1: ("ok", (23, 3))}
     assert_same_store(reference, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs():
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "distributed.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--samples", "64"],
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"\| 2 ranks \(gloo\) +\| 2 +\| [\d.]+ +\| \d+\.\d\dx", proc.stdout), proc.stdout
+    assert re.search(r"\| 2 --num-shards jobs +\| 2 +\| [\d.]+ +\| \d+\.\d\dx", proc.stdout), proc.stdout
