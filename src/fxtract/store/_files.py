@@ -237,7 +237,7 @@ def npy_file_names(keys: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     used: set[str] = set()
     for key in keys:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "key"
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip(".") or "key"
         name, n = base, 1
         while name.lower() in used:
             n += 1
