@@ -616,3 +616,9 @@ def test_the_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"\| 2 ranks \(gloo\) +\| 2 +\| [\d.]+ +\| \d+\.\d\dx", proc.stdout), proc.stdout
     assert re.search(r"\| 2 --num-shards jobs +\| 2 +\| [\d.]+ +\| \d+\.\d\dx", proc.stdout), proc.stdout
+
+
+def test_merge_of_a_directory_that_is_no_store(tmp_path):
+    result = CliRunner().invoke(main, ["merge", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not an fxtract feature store" in result.output and "Traceback" not in result.output

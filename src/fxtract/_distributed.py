@@ -546,8 +546,12 @@ def merge_jobs(path: Any) -> dict[str, Any]:
 
     root = Path(path)
     parts_dir = root / PARTS
-    names = sorted(p.name for p in parts_dir.iterdir() if p.suffix == ".json" and not is_tmp(p.name))
-    parts = dict(zip(names, read_parts(root))) if parts_dir.is_dir() else {}
+    names = (
+        sorted(p.name for p in parts_dir.iterdir() if p.suffix == ".json" and not is_tmp(p.name))
+        if parts_dir.is_dir()
+        else []
+    )
+    parts = dict(zip(names, read_parts(root)))
     if parts:
         first_name, first = next(iter(parts.items()))
         for name, part in parts.items():
