@@ -99,6 +99,11 @@ def test_plan_slurm_batch_script_without_srun_runs_alone():
     assert plan.world_size == 1 and not plan.grouped
 
 
+def test_plan_slurm_one_task_needs_no_master():
+    plan = rank_plan({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_CPUS_PER_TASK": "3"})
+    assert (plan.world_size, plan.launcher, plan.cpus, plan.env) == (1, "slurm", 3, {})
+
+
 def test_plan_slurm_one_task_array_job():
     env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_NODELIST": "n1", "SLURM_ARRAY_TASK_ID": "3"}
     plan = rank_plan(env, num_shards=4, shard_index=3)

@@ -132,7 +132,7 @@ def _slurm_plan(env: Mapping[str, str], shards: dict[str, int]) -> RankPlan:
     node = _int_var(env, "SLURM_NODEID", 0)
     local_world = tasks_per_node[node] if node < len(tasks_per_node) else 1
     extra = {}
-    if "MASTER_ADDR" not in env:
+    if world > 1 and "MASTER_ADDR" not in env:  # one task needs no rendezvous
         nodelist = (
             env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
         )
@@ -142,7 +142,7 @@ def _slurm_plan(env: Mapping[str, str], shards: dict[str, int]) -> RankPlan:
                 "rank 0 listens. Export MASTER_ADDR (and MASTER_PORT) in the batch script."
             )
         extra["MASTER_ADDR"] = first_host(nodelist)
-    if "MASTER_PORT" not in env:
+    if world > 1 and "MASTER_PORT" not in env:
         extra["MASTER_PORT"] = str(_slurm_port(env))
     cpus = _int_var(env, "SLURM_CPUS_PER_TASK", None)
     return RankPlan(
