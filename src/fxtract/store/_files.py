@@ -12,10 +12,9 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
-import socket
 import struct
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -31,8 +30,6 @@ INDEX_KEY = "__index__"
 SHAPES_PREFIX = "__shapes__/"  # per-row shapes of a ragged key: "__shapes__/<key>"
 _SHARD_RE = re.compile(r"^shard-(\d{6,})(\.safetensors)?$")
 _TMP_MARK = ".tmp-"
-# A temporary file of another machine untouched this long is a dead writer's.
-STALE_TMP_SECONDS = 3600
 
 # safetensors header dtype codes <-> the store's dtype names
 _ST_CODES = {
@@ -68,30 +65,9 @@ def shard_unit(name: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def _writer_tag() -> str:
-    """``host-pid``: whose temporary file it is (several jobs may write one store on a shared disk)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}{_TMP_MARK}{_writer_tag()}")
-
-
-def _is_stale(path: Path) -> bool:
-    """A temporary file no live writer will rename: its process is gone (same host), or it is old."""
-    host, _, pid = path.name.rsplit(_TMP_MARK, 1)[-1].rpartition("-")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:  # alive, another user's
-            return False
-        return False
-    try:  # another machine's (or an older name): only when nobody touched it for long
-        return time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
-    except OSError:
-        return False
+    """``NAME.tmp-PID-TOKEN``: unique even between writers on several machines sharing the directory."""
+    return path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def is_tmp(name: str) -> bool:
@@ -158,7 +134,7 @@ def check_writable(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / PARTS).mkdir(exist_ok=True)
-        probe = root / f".probe{_TMP_MARK}{_writer_tag()}"
+        probe = tmp_name(root / ".probe")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -168,10 +144,12 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
-def clear_tmp(root: Path) -> None:
-    """Remove temporary files a killed writer left (they were never data); other live writers' stay."""
-    for child in list(root.iterdir()) + (list((root / PARTS).iterdir()) if (root / PARTS).is_dir() else []):
-        if (is_tmp(child.name) or child.name.startswith(".probe")) and _is_stale(child):
+def clear_tmp(root: Path, keep: Callable[[str], bool] = lambda name: False) -> None:
+    """Remove the temporary files a killed writer left (never data), except those ``keep(final name)``
+    says may belong to a writer still running (another job's units)."""
+    children = list(root.iterdir()) + (list((root / PARTS).iterdir()) if (root / PARTS).is_dir() else [])
+    for child in children:
+        if is_tmp(child.name) and not keep(child.name.split(_TMP_MARK, 1)[0]):
             remove(child)
 
 
