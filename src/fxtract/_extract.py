@@ -267,6 +267,7 @@ def _is_extractor(obj: Any) -> bool:
 
 
 def _state_hash(module: nn.Module) -> str:
+    """sha256 of the state dict: names, dtypes, shapes and bytes (read in place, no copy)."""
     h = hashlib.sha256()
     for name, value in module.state_dict().items():
         if not isinstance(value, torch.Tensor):
@@ -274,11 +275,7 @@ def _state_hash(module: nn.Module) -> str:
         t = value.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         if t.numel():
-            h.update(
-                t.view(-1).view(torch.uint8).numpy().tobytes()
-                if t.dtype != torch.bool
-                else t.numpy().tobytes()
-            )
+            h.update(t.view(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 
