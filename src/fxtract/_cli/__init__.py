@@ -427,3 +427,7 @@ from ._extract import extract_command, info_command  # noqa: E402 - the commands
 
 main.add_command(extract_command)
 main.add_command(info_command)
+
+from ._viz import viz  # noqa: E402
+
+main.add_command(viz)

@@ -4,7 +4,7 @@ Everything here is loaded on first use (``import fxtract.viz`` imports neither t
 matplotlib). Plotting needs matplotlib and pillow: ``pip install 'fxtract[viz]'``.
 
 * :func:`feature_grid`: one sample of an activation as a PNG (channel tiles, token heat
-  map, attention heads).
+  map, attention heads); :func:`feature_maps` runs a model and draws chosen nodes.
 * :func:`activation_stats`: mean, std, min, max, zeros, dead channels, NaN/Inf per node,
   streamed from a live model or from a feature store; :meth:`StatsReport.histograms`.
 * :func:`embedding_scatter`: a 2-D PCA scatter of pooled features, coloured by label.
@@ -32,6 +32,7 @@ __all__ = [
     "activation_stats",
     "embedding_scatter",
     "feature_grid",
+    "feature_maps",
     "model_graph",
 ]
 
@@ -40,6 +41,7 @@ _LAZY = {
     "MissingDependencyError": "_plot",
     "Picture": "_plot",
     "feature_grid": "grids",
+    "feature_maps": "grids",
     "NodeStats": "stats",
     "StatsReport": "stats",
     "activation_stats": "stats",
@@ -52,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._plot import MissingDependencyError, Picture
     from .embed import embedding_scatter
     from .graph import ModelGraph, model_graph
-    from .grids import feature_grid
+    from .grids import feature_grid, feature_maps
     from .stats import NodeStats, StatsReport, activation_stats
 
 

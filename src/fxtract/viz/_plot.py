@@ -114,6 +114,7 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[bytes, str]) -> Path
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a picture is as readable as any file
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -124,6 +125,12 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[bytes, str]) -> Path
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def to_numpy(value: Any, what: str = "activation") -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 from .._errors import FxtractValueError
 from ._plot import Picture, axes_at, new_figure, pixel_boxes, render, to_numpy
 
-__all__ = ["KINDS", "ORDERS", "feature_grid"]
+__all__ = ["KINDS", "ORDERS", "feature_grid", "feature_maps", "file_name"]
 
 KINDS = ("auto", "channels", "tokens", "heads", "vector")
 ORDERS = ("activity", "index")
@@ -285,3 +285,69 @@ def _panel(
     if out is not None:
         pic.save(out)
     return pic
+
+
+def feature_maps(
+    model: Any,
+    inputs: Any,
+    *,
+    nodes: Any,
+    image: Any = None,
+    out: Union[str, os.PathLike, None] = None,
+    strategy: str = "auto",
+    tracer_kwargs: Optional[dict[str, Any]] = None,
+    **grid: Any,
+) -> dict[str, Picture]:
+    """Run ``model`` once on ``inputs`` and draw each chosen node with :func:`feature_grid`.
+
+    Args:
+        model: the model (left as it was: eval mode and ``torch.no_grad()`` only for this run).
+        inputs: one batch: a tensor, a tuple of positional arguments or a dict of keyword ones.
+        nodes: names or patterns (``"layer*.relu_1"``), as ``create_feature_extractor`` takes them.
+        image: the input image to draw beside the tiles.
+        out: a directory: each picture is written there as ``NODE.png``.
+        strategy: the extractor's strategy.
+        tracer_kwargs: FX tracer options.
+        **grid: options of :func:`feature_grid` (``max_channels``, ``order``, ``kind``, ``cmap``...).
+
+    Returns:
+        ``{node: Picture}`` in execution order (a node with several tensor outputs as
+        ``node.0``, ``node.1``).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        >>> list(feature_maps(net, torch.randn(1, 3, 8, 8), nodes=["1"]))
+        ['1']
+    """
+    import torch
+
+    from .._api import create_feature_extractor, describe
+    from .stats import _call, _outputs
+
+    patterns = [nodes] if isinstance(nodes, str) else list(nodes)
+    infos = describe(model, inputs, nodes=patterns, strategy=strategy, tracer_kwargs=tracer_kwargs)
+    names = [i.name for i in infos if i.kind not in ("input", "output")]
+    extractor = create_feature_extractor(
+        model, return_nodes=names, tracer_kwargs=tracer_kwargs, strategy=strategy, example_inputs=inputs
+    )
+    flags = {m: m.training for m in model.modules()}
+    try:
+        extractor.eval()
+        with torch.no_grad():
+            outputs = list(_outputs(_call(extractor, inputs)))
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    pictures = {}
+    for name, value in outputs:
+        target = None if out is None else os.path.join(os.fspath(out), file_name(name) + ".png")
+        pictures[name] = feature_grid(value, name=name, image=image, out=target, **grid)
+    return pictures
+
+
+def file_name(node: str) -> str:
+    """A node name as a file name (``layer1.0.relu`` stays; ``/`` and odd characters become ``_``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]", "_", node).lstrip(".") or "node"

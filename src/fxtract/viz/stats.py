@@ -120,12 +120,16 @@ class StatsReport(list):  # type: ignore[type-arg]
             lines.append(
                 f"Inf first appears at {self.first_inf!r}; {len(infs)} node(s) hold Inf: {_few(infs)}."
             )
-        for s in self:
-            if s.dead:
-                lines.append(
-                    f"{s.name!r}: {len(s.dead)} of {s.channels} channels are dead (0 on every input): "
-                    f"{_few([str(c) for c in s.dead])}."
-                )
+        dead = [s for s in self if s.dead]
+        if len(dead) > 5:  # one line, the worst nodes first
+            worst = sorted(dead, key=lambda s: -len(s.dead) / s.channels)
+            named = [f"{s.name!r} {len(s.dead)}/{s.channels}" for s in worst]
+            lines.append(f"dead channels (0 on every input) in {len(dead)} nodes; the most: {_few(named)}.")
+        for s in dead if len(dead) <= 5 else ():
+            lines.append(
+                f"{s.name!r}: {len(s.dead)} of {s.channels} channels are dead (0 on every input): "
+                f"{_few([str(c) for c in s.dead])}."
+            )
         return lines
 
     def table(self) -> str:
@@ -202,6 +206,8 @@ class StatsReport(list):  # type: ignore[type-arg]
         with_hist = [s for s in self if s.histogram is not None]
         if not with_hist:
             raise FxtractValueError("this report has no histograms: call activation_stats(..., bins=64).")
+        if len(with_hist) > 24 and columns == 4:  # many nodes: a wider page, not a very tall one
+            columns = 6
         columns = max(1, min(columns, len(with_hist)))
         rows = math.ceil(len(with_hist) / columns)
         tw, th = tile_px
