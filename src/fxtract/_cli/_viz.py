@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import click
 
-from . import CONTEXT_SETTINGS, STRATEGIES, _BadParameter, _load, _parse_input_size, _UsageError, _user_errors
+from . import CONTEXT_SETTINGS, STRATEGIES, _load, _parse_input_size, _user_errors
 
 # fxtract.viz.grids.ORDERS / KINDS, repeated so that --help does not import torch.
 ORDERS = ("activity", "index")
@@ -144,9 +144,9 @@ def maps_command(
         try:
             picture = decode_image(image, image)
         except FileNotFoundError:
-            raise _BadParameter(f"no such image file: {image!r}.", param_hint="IMAGE") from None
+            raise click.ClickException(f"no such image file: {image!r}.") from None
         except Exception as e:  # not an image
-            raise _BadParameter(" ".join(str(e).split()), param_hint="IMAGE") from None
+            raise click.ClickException(" ".join(str(e).split())) from None
         x = data_transform(loaded, image_size=image_size)(picture).unsqueeze(0)
         shown = data_transform(loaded, image_size=image_size, normalize=False)(picture)
         click.echo(f"fxtract: input {list(x.shape)} from {image}", err=True)
@@ -248,13 +248,13 @@ def stats_command(
       fxtract viz stats torchvision:resnet18 --nodes 'layer*' --data images/ --samples 16 --histograms h.png
     """
     if as_json and as_csv:
-        raise _UsageError("choose one of --json and --csv.")
+        raise click.ClickException("choose one of --json and --csv.")
     with _user_errors():
         from ..viz.stats import activation_stats
 
         if _is_store(source):
             if data is not None or input_size is not None:
-                raise _UsageError("--data and --input-size go with a MODEL, not with a store.")
+                raise click.ClickException("--data and --input-size go with a MODEL, not with a store.")
             from ..store import open_features
 
             store = open_features(source)
@@ -299,7 +299,7 @@ def _inputs(
         click.echo(f"fxtract: {samples} random normal inputs of shape {list(size)} (seed 0)", err=True)
         return list(x.split(batch_size))
     if input_size is not None:
-        raise _UsageError(
+        raise click.ClickException(
             "--input-size goes with random inputs; with --data the model's preprocessing decides."
         )
     from .._data import collate, open_source
@@ -313,7 +313,7 @@ def _inputs(
             click.echo(f"fxtract: warning: skipped {dataset.source(item.index)}: {item.error}", err=True)
     good = [i for i in items if not i.error]
     if not good:
-        raise _BadParameter(
+        raise click.ClickException(
             f"none of the first {count} samples of {data!r} could be read.", param_hint="--data"
         )
     click.echo(f"fxtract: {len(good)} inputs from {data}", err=True)
@@ -339,10 +339,9 @@ def embed_command(store: str, node: str, out: str, batch_size: int) -> None:
     """
     with _user_errors():
         if not _is_store(store):
-            raise _BadParameter(
+            raise click.ClickException(
                 f"{store!r} is not a feature store (no manifest.json); write one with "
-                "fxtract extract MODEL DATA --out DIR.",
-                param_hint="STORE",
+                "fxtract extract MODEL DATA --out DIR."
             )
         from ..store import open_features
         from ..viz.embed import embedding_scatter

@@ -41,7 +41,7 @@ def feature_grid(
       ``order="activity"``, or the first ones with ``order="index"``. ``(B, C, T, H, W)``
       (video) draws the middle frame.
     * ``(B, H, T, T)`` whose rows are probabilities (attention weights: non-negative, each
-      row sums to 1): one map per head (``kind="heads"`` forces it, for logits).
+      row sums to 1): one map per head, in order (``kind="heads"`` forces it, for logits).
     * ``(B, T, C)``: a token x channel heat map (``kind="tokens"``).
     * ``(B, C)``: the channel values as bars (``kind="vector"``).
 
@@ -162,7 +162,7 @@ def _tiles(
 
     count = sample.shape[0]
     finite = np.where(np.isfinite(sample), sample, 0.0)
-    if order == "activity":
+    if order == "activity" and kind != "heads":  # heads have no ranking: drawn in order
         chosen = np.argsort(-np.abs(finite).mean(axis=(1, 2)), kind="stable")[:max_channels]
     else:
         chosen = np.arange(min(count, max_channels))
@@ -179,7 +179,7 @@ def _tiles(
     fig = new_figure(max(width, 320), height)
     width = max(width, 320)
     what = "heads" if kind == "heads" else "channels"
-    first = "most active first" if order == "activity" else "in order"
+    first = "most active first" if order == "activity" and kind != "heads" else "in order"
     parts = [f"{n} of {count} {what}" + (f", {first}" if n < count or order == "activity" else "")]
     if note:
         parts.append(note)
