@@ -251,7 +251,7 @@ def _panel(
     finite = np.where(np.isfinite(sample), sample, 0.0)
     plot_h = max(4 * tile_px, 240)
     plot_w = max(6 * tile_px, 480)
-    side = plot_h if img is not None else 0
+    side = min(plot_h, 200) if img is not None else 0
     left = _MARGIN + (side + 3 * _GAP if img is not None else 0)
     ax_left = left + 50  # room for tick labels
     width = ax_left + plot_w + 80

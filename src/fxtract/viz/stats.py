@@ -251,6 +251,7 @@ class StatsReport(list):  # type: ignore[type-arg]
                 va="top",
                 fontsize=6.5,
                 color="0.25",
+                bbox={"facecolor": "white", "alpha": 0.75, "pad": 1.5, "linewidth": 0},
             )
             ax.tick_params(labelsize=6.5)
         pic = Picture(
