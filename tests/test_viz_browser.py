@@ -145,15 +145,28 @@ def test_graph_page_expands_on_click_and_searches(browser, tmp_path):
     assert not _errors(browser)
 
 
+def _big_model(name: str):
+    if name == "bert-24":  # a 24-layer transformer, tiny widths (torch.export names its ops)
+        import transformers
+
+        config = transformers.BertConfig(
+            num_hidden_layers=24, hidden_size=64, num_attention_heads=2, intermediate_size=128, vocab_size=100
+        )
+        model = transformers.BertModel(config).eval()
+        return model, {"input_ids": torch.zeros(1, 16, dtype=torch.long)}
+    with torch.device("meta"):  # vit_l_16 has 304M parameters: no memory for them
+        model = torchvision.models.get_model(name)
+    return model, torch.zeros(1, 3, 224, 224, device="meta")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["maxvit_t", "vit_l_16"])
+@pytest.mark.parametrize("name", ["maxvit_t", "vit_l_16", "bert-24"])
 def test_graph_page_stays_responsive_on_big_models(browser, tmp_path, name):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    with torch.device("meta"):  # vit_l_16 has 304M parameters: no memory for them
-        model = torchvision.models.get_model(name)
-    graph = model_graph(model, torch.zeros(1, 3, 224, 224, device="meta"), nodes="re:.*attn.*|.*attention.*")
+    model, example = _big_model(name)
+    graph = model_graph(model, example, nodes="re:.*attn.*|.*attention.*")
     assert len(graph) > 300
     start = time.perf_counter()
     _open(browser, graph, tmp_path, depth=2)

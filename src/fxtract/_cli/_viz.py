@@ -5,7 +5,10 @@ Thin commands over :mod:`fxtract.viz`; torch, matplotlib and pillow are imported
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,6 +41,19 @@ def _model_spec_options(func: Any) -> Any:
 
 def _is_store(path: str) -> bool:
     return (Path(path) / "manifest.json").is_file()
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """fxtract's own warnings (the strategy used, a real forward) as ``fxtract: warning:`` lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "fxtract" in w.filename:
+            click.echo(f"fxtract: warning: {' '.join(str(w.message).split())}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _echo_problems(lines: list[str]) -> None:
@@ -135,7 +151,7 @@ def maps_command(
     Example:
       fxtract viz maps torchvision:resnet18 cat.jpg --nodes layer1 --nodes 'layer2.*.relu_1' --out maps
     """
-    with _user_errors():
+    with _user_errors(), _warnings_as_lines():
         from .._data._images import decode_image
         from ..viz.grids import feature_maps
         from ._models import data_transform
@@ -249,7 +265,7 @@ def stats_command(
     """
     if as_json and as_csv:
         raise click.ClickException("choose one of --json and --csv.")
-    with _user_errors():
+    with _user_errors(), _warnings_as_lines():
         from ..viz.stats import activation_stats
 
         if _is_store(source):
@@ -406,7 +422,7 @@ def graph_command(
     Example:
       fxtract viz graph timm:convnext_atto --nodes 'stages.2.*' --out convnext --html
     """
-    with _user_errors():
+    with _user_errors(), _warnings_as_lines():
         from ..viz.graph import model_graph
         from ._models import example_input
 
