@@ -236,12 +236,10 @@ class StatsReport(list):  # type: ignore[type-arg]
             ax.stairs(counts, edges, fill=True, color="#4c72b0" if not (s.nans or s.infs) else "#c44e52")
             if counts.any():
                 ax.set_yscale("log")
-            flags = (
-                (" NaN" if s.nans else "")
-                + (" Inf" if s.infs else "")
-                + (f" {len(s.dead)} dead" if s.dead else "")
-            )
-            ax.set_title(f"{s.name}{flags}", fontsize=8, loc="left")
+            flags = [f"{s.nans:,} NaN"] if s.nans else []
+            flags += [f"{s.infs:,} Inf"] if s.infs else []
+            flags += [f"{len(s.dead)}/{s.channels} dead channels"] if s.dead else []
+            ax.set_title(s.name + (f"  ({', '.join(flags)})" if flags else ""), fontsize=8, loc="left")
             ax.text(
                 0.98,
                 0.95,
