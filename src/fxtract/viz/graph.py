@@ -204,7 +204,7 @@ class ModelGraph:
     def to_html(self, *, depth: Optional[int] = 2, title: Optional[str] = None) -> str:
         """A self-contained HTML page (inline script and style, nothing from the network).
 
-        It shows the module hierarchy, expanded to ``depth``; a click expands or collapses a
+        It shows the module hierarchy, expanded to ``depth`` (``None``: all of it); a click expands or collapses a
         module and shows a node's details (shapes, parameters, inputs, consumers); the search
         box finds names; the selected nodes are highlighted. Rows are built only when their
         module is expanded, so a model of thousands of nodes stays responsive.
@@ -221,7 +221,7 @@ class ModelGraph:
             "title": title or self.title,
             "caption": self._caption(None),
             "note": self.note,
-            "depth": depth or 0,
+            "depth": depth if depth is not None else 1 << 20,  # None: everything expanded
             "roots": [index[n] for n in self.children.get("", [])],
             "items": [
                 {
