@@ -116,65 +116,9 @@ def _device(device: Union[str, torch.device]) -> torch.device:
 
 
 def _open_source(data: Any, transform: Any) -> Any:
-    try:
-        from ._data import open_source
-    except ImportError:  # STAND-IN until the data branch lands: in-memory tensors only
-        return _TensorStandIn(data)
+    from ._data import open_source
+
     return open_source(data, transform=transform)
-
-
-def _collate() -> Any:
-    try:
-        from ._data import collate
-    except ImportError:  # STAND-IN
-        return _collate_standin
-    return collate
-
-
-class _Item:
-    def __init__(self, inputs: Any, index: int, error: Optional[str] = None) -> None:
-        self.inputs, self.index, self.error = inputs, index, error
-
-
-class _Batch:
-    def __init__(self, inputs: Any, indices: torch.Tensor, failed: list) -> None:
-        self.inputs, self.indices, self.failed = inputs, indices, failed
-
-
-def _collate_standin(items: list) -> Any:
-    good = [it for it in items if it.error is None]
-    inputs: Any = None
-    if good and isinstance(good[0].inputs, Mapping):
-        inputs = {k: torch.stack([it.inputs[k] for it in good]) for k in good[0].inputs}
-    elif good:
-        inputs = torch.stack([it.inputs for it in good])
-    idx = torch.tensor([it.index for it in good], dtype=torch.int64)
-    return _Batch(inputs, idx, [(it.index, it.error) for it in items if it.error is not None])
-
-
-class _TensorStandIn(torch.utils.data.Dataset):
-    kind = "tensors"
-    classes = None
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(next(iter(self.data.values()))) if isinstance(self.data, Mapping) else len(self.data)
-
-    def __getitem__(self, i: int) -> Any:
-        if isinstance(self.data, Mapping):
-            return _Item({k: v[i] for k, v in self.data.items()}, i)
-        return _Item(self.data[i], i)
-
-    def source(self, i: int) -> str:
-        return f"tensors[{i}]"
-
-    def label(self, i: int) -> Optional[int]:
-        return None
-
-    def describe(self) -> dict:
-        return {"kind": "tensors", "count": len(self), "transform": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +157,7 @@ def _pool(t: torch.Tensor, mode: str, mask: Optional[torch.Tensor]) -> Optional[
     if mode == "none":
         return t
     if mode == "flatten":
-        return t.flatten(1) if t.dim() >= 2 else None
+        return t.flatten(1) if t.dim() >= 3 else None
     if mode in ("avg", "max"):
         if t.dim() < 3 or not t.is_floating_point():
             return None
@@ -275,7 +219,7 @@ class _Outputs:
             pooled = _pool(t, self.pools[key], mask)
             if pooled is None:
                 raise FxtractValueError(
-                    f"pool {self.pools[key]!r} does not apply to output {key!r} of shape {tuple(t.shape)} "
+                    f"pool {self.pools[key]!r} does not apply to output {key!r} of per-sample shape {tuple(t.shape[1:])} "
                     "(avg/max: (batch, channels, ...); cls: (batch, tokens, ...); mean-tokens: (batch, tokens, "
                     f"channels)). Use pool '{key}=none' or another mode."
                 )
@@ -346,6 +290,25 @@ def _example(source: Any, collate: Any) -> Any:
     raise FxtractValueError("no sample of the data can be read: every one failed. Check the data.")
 
 
+def _create(
+    model: nn.Module, source: Any, collate: Any, nodes: Any, strategy: str, example: Any, tracer_kwargs: Any
+) -> nn.Module:
+    """``create_feature_extractor``; the first sample is the example input only where one is needed
+    (export; auto once plain FX failed), as an example also makes it describe the outputs (slow)."""
+    from ._errors import TraceError
+
+    if example is None and strategy == "auto":
+        try:
+            return create_feature_extractor(model, nodes, strategy="fx", tracer_kwargs=tracer_kwargs)
+        except TraceError:
+            pass
+    if example is None and strategy in ("auto", "export"):
+        example = _example(source, collate)
+    return create_feature_extractor(
+        model, nodes, strategy=strategy, example_inputs=example, tracer_kwargs=tracer_kwargs
+    )
+
+
 def _call(extractor: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, Mapping):
         return extractor(**inputs)
@@ -355,9 +318,13 @@ def _call(extractor: nn.Module, inputs: Any) -> Any:
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:
-    non_blocking = device.type == "cuda"
+    """Inputs on ``device``; to CUDA from pinned memory, without waiting (the copy overlaps)."""
     if isinstance(inputs, torch.Tensor):
-        return inputs.to(device, non_blocking=non_blocking)
+        if device.type != "cuda":
+            return inputs.to(device)
+        if not inputs.is_pinned():  # a batch type the DataLoader's pin_memory thread does not know
+            inputs = inputs.pin_memory()
+        return inputs.to(device, non_blocking=True)
     if isinstance(inputs, Mapping):
         return {k: _to_device(v, device) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
@@ -449,12 +416,21 @@ def extract(
     pools = _parse_pool(pool)
     dev = _device(device)
     source = _open_source(data, transform)
-    collate = _collate()
+    from ._data import collate
+
     n = len(source)
     if n == 0:
         raise FxtractValueError(f"the data holds no samples ({source.describe().get('spec', data)!r}).")
-    modules = model_or_extractor.modules() if isinstance(model_or_extractor, nn.Module) else ()
+    modules = list(model_or_extractor.modules()) if isinstance(model_or_extractor, nn.Module) else []
     training = [(m, m.training) for m in modules]
+    # The extractor shares the model's parameters: moving it to the device moves them; move them back.
+    where = {
+        (id(m), kind, name): t.device
+        for m in modules
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers))
+        for name, t in tensors.items()
+        if t is not None
+    }
     try:
         return _run(
             model_or_extractor, source, collate, Path(out), nodes=nodes, strategy=strategy,
@@ -466,6 +442,21 @@ def extract(
     finally:
         for m, mode in training:
             m.training = mode
+        if dev.type != "cpu" or any(d.type != "cpu" for d in where.values()):
+            _restore_devices(modules, where)
+
+
+def _restore_devices(modules: list[nn.Module], where: dict[tuple[int, str, str], torch.device]) -> None:
+    for m in modules:
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers)):
+            for name, t in tensors.items():
+                device = where.get((id(m), kind, name))
+                if t is None or device is None or t.device == device:
+                    continue
+                if kind == "p":
+                    t.data = t.data.to(device)  # the same Parameter object, as Module.to() keeps it
+                else:
+                    tensors[name] = t.to(device)
 
 
 def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureStore:
@@ -483,15 +474,7 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
                 "nodes=... is required with a model: the names or patterns create_feature_extractor takes "
                 "(list them with fxtract.get_graph_node_names(model) or `fxtract nodes`)."
             )
-        if example is None and o["strategy"] != "fx":
-            example = _example(source, collate)
-        extractor = create_feature_extractor(
-            model,
-            o["nodes"],
-            strategy=o["strategy"],
-            example_inputs=example,
-            tracer_kwargs=o["tracer_kwargs"],
-        )
+        extractor = _create(model, source, collate, o["nodes"], o["strategy"], example, o["tracer_kwargs"])
     else:
         raise FxtractTypeError(f"model_or_extractor must be a torch.nn.Module, got {type(model).__name__}.")
     extractor.eval()
@@ -510,7 +493,7 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
         "model": {
             "spec": o["model_spec"] or f"{type(model).__module__}.{type(model).__qualname__}",
             "class": type(model).__name__,
-            "state_dict_sha256": _state_hash(extractor),
+            "state_dict_sha256": _state_hash(model),
         },
         "nodes": keys,
         "strategy": getattr(extractor, "strategy", "unknown"),
@@ -560,7 +543,7 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
                 if failed and o["on_error"] == "fail":
                     i, reason = failed[0]
                     raise SampleReadError(
-                        f"cannot read sample {i} ({source.source(i)}): {reason}. Fix or remove it, or rerun "
+                        f"sample {i} ({source.source(i)}) cannot be read: {reason}. Fix or remove it, or rerun "
                         "with --on-error skip (on_error='skip'): skipped samples are recorded in the manifest."
                     )
                 arrays: dict[str, np.ndarray] = {}
@@ -621,8 +604,8 @@ def _progress(progress: Optional[bool], todo: int, total: int) -> Any:
 
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
-        return None
+    if not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return None  # tqdm reads TQDM_DISABLE when it is imported; this also sees a later setting
     return tqdm(
         total=todo,
         desc=f"fxtract extract ({total - todo} of {total} done before)"

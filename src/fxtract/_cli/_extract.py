@@ -126,7 +126,8 @@ def extract_command(model: str, data: str, patterns: tuple[str, ...], out: str, 
 
     DATA is an image folder (class subfolders give labels), a .txt/.csv list of image paths, a
     tensor file (.pt/.npy/.safetensors), torchvision:NAME (with --root) or a saved Hugging Face
-    dataset. Rerunning the same command resumes: committed shards are skipped.
+    dataset. Rerunning the same command resumes: committed shards are skipped (random weights
+    are seeded, so they are the same on every run).
 
     \b
     Examples:
@@ -134,9 +135,10 @@ def extract_command(model: str, data: str, patterns: tuple[str, ...], out: str, 
       fxtract extract timm:vit_small_patch16_224 photos/ --nodes 'blocks.11' --pool cls --out vit/
       fxtract info feats/
     """
-    from ..store import open_features  # noqa: F401 - fail early on a broken install
+    import torch
 
     with _user_errors():
+        torch.manual_seed(0)  # random weights (no --weights) are the same on every run, so a rerun resumes
         loaded = _load(model, o["weights"])
         source = _source(loaded, data, o)
         from .._extract import extract

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._base import Batch, DataNotFoundError, DataPackageError, DataSource, DataSourceError, Item, collate
-from ._datasets import TorchvisionSource, torchvision_dataset_names
+from ._datasets import DatasetSource, TorchvisionSource, torchvision_dataset_names
 from ._images import IMAGE_EXTENSIONS, FileListSource, ImageFolderSource, decode_image, to_rgb
-from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource
+from ._tensors import TENSOR_EXTENSIONS, MemorySource, TensorFileSource, is_array
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, describe_transform, image_transform
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DataPackageError",
     "DataSource",
     "DataSourceError",
+    "DatasetSource",
     "FileListSource",
     "ImageFolderSource",
     "ImageTransform",
@@ -61,11 +62,14 @@ def open_source(
         data: a folder of images (recursive; class subfolders give labels), a ``.txt`` /
             ``.csv`` / ``.tsv`` file list, a tensor file (``.pt`` / ``.npy`` / ``.safetensors``;
             a dict of tensors gives keyword inputs; the first dim is the sample),
-            ``"torchvision:NAME"`` (with ``root``), ``"hf:PATH"`` or a folder saved by
+            ``"torchvision:NAME"`` (with ``root``; ``"torchvision:CIFAR10?train=False"`` passes
+            arguments to the dataset), ``"hf:PATH"`` or a folder saved by
             ``datasets.save_to_disk``, an in-memory Tensor / dict of Tensors / torch
             ``Dataset``, or a :class:`DataSource` (returned as it is).
-        transform: applied to each sample: images get it after their RGB conversion
-            (default :func:`image_transform`); ready inputs (tensors) get none by default.
+        transform: the image preprocessing (PIL image -> tensor), applied after the RGB
+            conversion; default :func:`image_transform`. Ready inputs (tensor files,
+            in-memory tensors, token datasets, tensor items of a Dataset) are used as they
+            are: the transform is not applied to them (``describe()`` then says ``None``).
         root: the folder of a ``torchvision:`` dataset.
         image_column: the column of a file list or Hugging Face dataset holding the images.
         label_column: the column (or dict key) holding labels.
@@ -87,6 +91,11 @@ def open_source(
     if isinstance(data, DataSource):
         return data
     if isinstance(data, str) and data.startswith("torchvision:"):
+        if image_column is not None or label_column is not None:
+            raise DataSourceError(
+                f"{data} gives (image, target) pairs: image_column / label_column apply to file lists and "
+                "Hugging Face datasets."
+            )
         return TorchvisionSource(
             data[len("torchvision:") :], root=root, download=download, transform=_image_default(transform)
         )
@@ -102,7 +111,14 @@ def open_source(
         raise DataSourceError(
             "image_column applies to file lists and Hugging Face datasets, not in-memory data."
         )
-    return MemorySource(data, transform=transform, label_column=label_column)
+    if isinstance(data, dict) or is_array(data):
+        return MemorySource(data, label_column=label_column)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
+        return DatasetSource(data, transform=transform, label_column=label_column)
+    raise DataSourceError(
+        f"cannot use a {type(data).__name__} as data: pass a Tensor, a dict of Tensors, a torch Dataset, "
+        "or a path (image folder, file list, tensor file, saved Hugging Face dataset) or 'torchvision:NAME'."
+    )
 
 
 def _open_path(
@@ -130,7 +146,7 @@ def _open_path(
     if suffix in TENSOR_EXTENSIONS:
         if image_column is not None:
             raise DataSourceError(f"{path.name} holds ready inputs, not images: image_column does not apply.")
-        return TensorFileSource(path, transform=transform, label_column=label_column)
+        return TensorFileSource(path, label_column=label_column)
     if suffix in IMAGE_EXTENSIONS:
         raise DataSourceError(
             f"{str(path)!r} is one image; pass the folder it is in, or a .txt file list naming it."

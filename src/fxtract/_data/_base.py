@@ -148,7 +148,15 @@ class DataSource(torch.utils.data.Dataset):
         kind: ``"image-folder"``, ``"file-list"``, ``"tensors"``, ``"torchvision"``,
             ``"hf-datasets"`` or ``"memory"``.
         classes: the label names, or ``None``.
-        transform: applied to each sample's inputs (images: after RGB conversion).
+        transform: the image preprocessing, applied after the RGB conversion (``None``
+            for ready inputs, which are used as they are).
+
+    Example:
+        >>> import torch
+        >>> from fxtract._data import open_source
+        >>> source = open_source(torch.arange(6.0).reshape(3, 2))
+        >>> source[1], source.source(1), source.kind
+        (Item(inputs=tensor([2., 3.]), index=1, error=None, label=None), 'tensor[1]', 'memory')
     """
 
     kind: str = ""
@@ -222,6 +230,16 @@ def fail(what: str, where: str, e: Union[BaseException, str]) -> SampleError:
         return SampleError(f"{what} {where!r}: {e}")
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(e).split()))  # reasons are stable across runs
     return SampleError(f"{what} {where!r}: {type(e).__name__}" + (f": {text}" if text else ""))
+
+
+def transformed(inputs: Any, transform: Any, where: str) -> Any:
+    """``transform(inputs)``; its failure is the sample's (a ``SampleError`` naming it)."""
+    if transform is None:
+        return inputs
+    try:
+        return transform(inputs)
+    except Exception as e:
+        raise fail("transform failed on", where, e) from None
 
 
 def _reason(e: BaseException, where: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .._errors import did_you_mean
-from ._base import DataNotFoundError, DataPackageError, DataSource, DataSourceError, fail
+from ._base import DataNotFoundError, DataPackageError, DataSource, DataSourceError, fail, transformed
 from ._images import _LABEL_COLUMNS
 
 __all__ = ["HFSource"]
@@ -34,7 +34,7 @@ class HFSource(DataSource):
     Image mode: the image column (``image_column``, else the first feature of type
     ``Image``) is decoded by fxtract (RGB conversion, EXIF orientation; a bad image is a
     bad sample) and given ``transform``. Token mode (no image column): every column of
-    numeric lists or arrays (``input_ids``, ``attention_mask``, ...) is a keyword input.
+    numeric lists or arrays (``input_ids``, ``attention_mask``, ...) is a keyword input, as it is.
     Labels: ``label_column``, else the first ``ClassLabel`` feature (its names are
     ``classes``); a column of strings gives its sorted set as ``classes``.
     """
@@ -99,7 +99,9 @@ class HFSource(DataSource):
         if label_column is not None:
             self.classes, self.labels = _labels(dataset, features[label_column], label_column)
         self.count = len(dataset)
-        if image_column is not None and transform is None:
+        if image_column is None:
+            self.transform = None  # token lists are ready inputs
+        elif transform is None:
             from ._transforms import image_transform
 
             self.transform = image_transform()
@@ -127,7 +129,9 @@ class HFSource(DataSource):
 
     def _prepared(self, dataset: Any) -> Any:
         """Only the input columns; images left undecoded (fxtract decodes them, reporting bad ones)."""
-        dataset = dataset.select_columns(self.input_columns)
+        dataset = dataset.with_format(None).select_columns(
+            self.input_columns
+        )  # python values, whatever was saved
         if self.image_column is not None:
             dataset = dataset.cast_column(self.image_column, _datasets().Image(decode=False))
         return dataset
@@ -149,16 +153,8 @@ class HFSource(DataSource):
                 value = value.get("bytes") or value.get("path")
             if value is None:
                 raise fail("no image in", self.source(i), "the image cell has no bytes nor path")
-            image = decode_image(value, self.source(i))
-            return image if self.transform is None else self._transformed(image, i)
-        inputs = {c: torch.as_tensor(row[c]) for c in self.input_columns}
-        return inputs if self.transform is None else self._transformed(inputs, i)
-
-    def _transformed(self, inputs: Any, i: int) -> Any:
-        try:
-            return self.transform(inputs)
-        except Exception as e:
-            raise fail("transform failed on", self.source(i), e) from None
+            return transformed(decode_image(value, self.source(i)), self.transform, self.source(i))
+        return {c: torch.as_tensor(row[c]) for c in self.input_columns}
 
     def label(self, i: int) -> Optional[int]:
         if self.labels is None or self.labels[i] == -1:

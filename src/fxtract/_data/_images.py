@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ._base import DataNotFoundError, DataSource, DataSourceError, fail
+from ._base import DataNotFoundError, DataSource, DataSourceError, fail, transformed
 
 __all__ = ["IMAGE_EXTENSIONS", "FileListSource", "ImageFolderSource", "decode_image", "to_rgb"]
 
@@ -88,13 +88,7 @@ class _ImageSource(DataSource):
         raise NotImplementedError
 
     def _load(self, i: int) -> Any:
-        image = decode_image(self._path(i), self.source(i))
-        if self.transform is None:
-            return image
-        try:
-            return self.transform(image)
-        except Exception as e:
-            raise fail("transform failed on", self.source(i), e) from None
+        return transformed(decode_image(self._path(i), self.source(i)), self.transform, self.source(i))
 
 
 class ImageFolderSource(_ImageSource):
@@ -183,15 +177,16 @@ class FileListSource(_ImageSource):
         self.path = Path(path)
         self.base = str(self.path.parent)
         self.transform = transform
-        if self.path.suffix.lower() in (".csv", ".tsv"):
-            rows = _read_table(self.path, path_column, label_column)
-        else:
-            if path_column is not None or label_column is not None:
-                raise DataSourceError(
-                    f"{str(path)!r} is a .txt list (path, optional label); columns can only be chosen "
-                    "in a .csv/.tsv list with a header."
-                )
-            rows = _read_lines(self.path)
+        table = self.path.suffix.lower() in (".csv", ".tsv")
+        if not table and (path_column is not None or label_column is not None):
+            raise DataSourceError(
+                f"{str(path)!r} is a .txt list (path, optional label); columns can only be chosen "
+                "in a .csv/.tsv list with a header."
+            )
+        try:
+            rows = _read_table(self.path, path_column, label_column) if table else _read_lines(self.path)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DataSourceError(f"cannot read file list {str(path)!r}: {type(e).__name__}: {e}") from None
         if not rows:
             raise DataSourceError(f"file list {str(path)!r} lists no files (one image path a line).")
         self.paths = [p for p, _ in rows]

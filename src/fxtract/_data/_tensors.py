@@ -9,15 +9,18 @@ from typing import Any, Optional, Union
 import torch
 
 from .._errors import did_you_mean
-from ._base import DataSource, DataSourceError, fail
+from ._base import DataSource, DataSourceError
 
-__all__ = ["TENSOR_EXTENSIONS", "MemorySource", "TensorFileSource", "check_columns"]
+__all__ = ["TENSOR_EXTENSIONS", "MemorySource", "TensorFileSource", "check_columns", "is_array"]
 
 TENSOR_EXTENSIONS = (".pt", ".pth", ".npy", ".safetensors")
 
 
 class _Columns(DataSource):
-    """Samples are rows of named columns; one unnamed column (``None``) is a positional input."""
+    """Samples are rows of named columns; one unnamed column (``None``) is a positional input.
+
+    Ready inputs: no transform (an image transform given to :func:`open_source` is not for them).
+    """
 
     _columns: Any = None  # {name or None: tensor-like}, reopened lazily in a worker
     _handles = ("_columns",)
@@ -37,14 +40,12 @@ class _Columns(DataSource):
     def _load(self, i: int) -> Any:
         if self._columns is None:
             self._columns = self._open()
-        rows = {k: self._row(v, i) for k, v in self._columns.items() if k is None or k != self.label_key}
-        inputs = rows[None] if list(rows) == [None] else rows
-        if self.transform is None:
-            return inputs
-        try:
-            return self.transform(inputs)
-        except Exception as e:
-            raise fail("transform failed on", self.source(i), e) from None
+        rows = {
+            k: self._row(v, i)
+            for k, v in self._columns.items()
+            if self.label_key is None or k != self.label_key
+        }
+        return rows[None] if list(rows) == [None] else rows
 
     def label(self, i: int) -> Optional[int]:
         return None if self.labels is None else self.labels[i]
@@ -119,14 +120,11 @@ class TensorFileSource(_Columns):
 
     kind = "tensors"
 
-    def __init__(
-        self, path: Union[str, os.PathLike], *, transform: Any = None, label_column: Optional[str] = None
-    ) -> None:
+    def __init__(self, path: Union[str, os.PathLike], *, label_column: Optional[str] = None) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
         if self.suffix not in TENSOR_EXTENSIONS:
             raise DataSourceError(f"{str(path)!r} is not a tensor file: use {', '.join(TENSOR_EXTENSIONS)}.")
-        self.transform = transform
         if label_column is not None and self.suffix == ".npy":
             raise DataSourceError(
                 f"a .npy file holds one array, so it has no {label_column!r} for labels; save a dict to a "
@@ -152,7 +150,16 @@ class TensorFileSource(_Columns):
         except DataSourceError:
             raise
         except Exception as e:
-            raise DataSourceError(f"cannot read tensor file {where!r}: {type(e).__name__}: {e}") from None
+            first = (str(e).strip().splitlines() or [""])[0]
+            first = (
+                first.split(". ")[0] if self.suffix in (".pt", ".pth") else first
+            )  # torch's advice is not ours
+            raise DataSourceError(
+                f"cannot read tensor file {where!r}: {type(e).__name__}: {first} (a .pt file is read with "
+                "torch.load(weights_only=True): it must hold plain tensors)"
+                if self.suffix in (".pt", ".pth")
+                else f"cannot read tensor file {where!r}: {type(e).__name__}: {first}"
+            ) from None
         if isinstance(value, torch.Tensor):
             return {None: value}
         if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
@@ -164,6 +171,8 @@ class TensorFileSource(_Columns):
             import numpy as np
 
             return torch.from_numpy(np.array(column[i]))  # a copy: the memmap is read-only
+        if self.suffix == ".safetensors":
+            return column[i : i + 1][0]  # a safetensors slice reads only these bytes
         return column[i]
 
     def source(self, i: int) -> str:
@@ -198,79 +207,21 @@ def _what_it_holds(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-class MemorySource(DataSource):
-    """Inputs already in memory: a Tensor, a dict of Tensors, or a torch ``Dataset``.
-
-    A Dataset's items may be a tensor, ``(input, label)``, a dict of tensors or a PIL
-    image (converted to RGB); numpy arrays become tensors. ``label_column`` names the dict
-    key holding the label.
+class MemorySource(_Columns):
+    """Inputs already in memory: a Tensor (rows are positional inputs) or a dict of Tensors
+    (keyword inputs); numpy arrays are taken as tensors. ``label_column`` names the key of
+    the int labels.
     """
 
     kind = "memory"
+    _handles = ()  # the tensors themselves travel to the workers
 
-    def __init__(
-        self,
-        data: Any,
-        *,
-        transform: Any = None,
-        label_column: Optional[str] = None,
-        name: Optional[str] = None,
-    ) -> None:
-        self.transform = transform
-        self.label_key = label_column
-        self.columns: Optional[dict[Optional[str], torch.Tensor]] = None
-        self.dataset: Any = None
-        self.labels: Optional[list[int]] = None
-        if isinstance(data, dict) or _is_array(data):
-            columns = {None: data} if _is_array(data) else dict(data)
-            columns = {k if k is None else str(k): _as_tensor(v, k) for k, v in columns.items()}
-            helper = _Columns()
-            helper._setup(columns, "the in-memory inputs", label_column)
-            self.count, self.labels = helper.count, helper.labels
-            self.columns = columns
-            self.name = name or ("tensor" if None in columns else "dict")
-        elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            self.dataset = data
-            self.count = len(data)
-            self.name = name or type(data).__name__
-            targets = getattr(data, "targets", None)
-            if targets is not None and len(targets) == self.count:
-                try:
-                    self.labels = [
-                        int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)
-                    ]
-                except (TypeError, ValueError):
-                    self.labels = None
-            names = getattr(data, "classes", None)
-            if isinstance(names, (list, tuple)) and all(isinstance(c, str) for c in names):
-                self.classes = list(names)
-        else:
-            raise DataSourceError(
-                f"cannot use a {type(data).__name__} as data: pass a Tensor, a dict of Tensors, a torch "
-                "Dataset, or a path (image folder, file list, tensor file)."
-            )
-
-    def __len__(self) -> int:
-        return self.count
-
-    def _load(self, i: int) -> Any:
-        if self.columns is not None:
-            rows = {k: v[i] for k, v in self.columns.items() if k is None or k != self.label_key}
-            return _transformed(rows[None] if list(rows) == [None] else rows, self.transform, self.source(i))
-        inputs, _ = sample_inputs(self.dataset[i], self.transform, self.source(i), self.label_key)
-        return inputs
-
-    def _read(self, i: int) -> tuple[Any, Optional[int]]:
-        if self.dataset is None or self.labels is not None:
-            return super()._read(i)
-        return sample_inputs(self.dataset[i], self.transform, self.source(i), self.label_key)  # one read
-
-    def label(self, i: int) -> Optional[int]:
-        if self.labels is not None:
-            return self.labels[i]
-        if self.dataset is None:
-            return None
-        return sample_inputs(self.dataset[i], None, self.source(i), self.label_key, inputs=False)[1]
+    def __init__(self, data: Any, *, label_column: Optional[str] = None) -> None:
+        columns = {None: data} if is_array(data) else dict(data)
+        columns = {k if k is None else str(k): _as_tensor(v, k) for k, v in columns.items()}
+        self.name = "tensor" if None in columns else "dict"
+        self._setup(columns, "the in-memory inputs", label_column)
+        self._columns = columns
 
     def source(self, i: int) -> str:
         return f"{self.name}[{i}]"
@@ -279,102 +230,17 @@ class MemorySource(DataSource):
         return f"<{self.name}>"
 
 
-def _is_array(value: Any) -> bool:
+def is_array(value: Any) -> bool:
+    """A Tensor or a numpy array."""
     return isinstance(value, torch.Tensor) or (type(value).__module__ == "numpy" and hasattr(value, "shape"))
 
 
 def _as_tensor(value: Any, key: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
-    if _is_array(value):
+    if is_array(value):
         return torch.from_numpy(value)
     name = "the input" if key is None else repr(key)
     raise DataSourceError(
         f"{name} is a {type(value).__name__}; in-memory inputs must be Tensors (or numpy arrays)."
     )
-
-
-def _transformed(inputs: Any, transform: Any, where: str) -> Any:
-    if transform is None:
-        return inputs
-    try:
-        return transform(inputs)
-    except Exception as e:
-        raise fail("transform failed on", where, e) from None
-
-
-def _is_label(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    if isinstance(value, torch.Tensor):
-        return value.dim() == 0 and not value.dtype.is_floating_point
-    return (
-        type(value).__module__ == "numpy" and getattr(value, "shape", None) == () and value.dtype.kind in "iu"
-    )
-
-
-def sample_inputs(
-    sample: Any, transform: Any, where: str, label_key: Optional[str] = None, *, inputs: bool = True
-) -> tuple[Any, Optional[int]]:
-    """``(inputs, label)`` of a Dataset item: a tensor, ``(x, label)``, a dict, a PIL image.
-
-    A PIL image is converted to RGB, then given ``transform`` (or :func:`image_transform`
-    when there is none); tensors and dicts get ``transform`` when there is one.
-    """
-    label = None
-    if isinstance(sample, (tuple, list)):
-        if len(sample) == 2 and (_is_label(sample[1]) or sample[1] is None):
-            sample, label = sample[0], None if sample[1] is None else int(sample[1])
-        elif len(sample) == 1:
-            sample = sample[0]
-        else:
-            raise TypeError(
-                f"an item is a {type(sample).__name__} of {len(sample)} values; fxtract takes an input, "
-                "(input, int label) or a dict of inputs"
-            )
-    if isinstance(sample, dict):
-        sample = dict(sample)
-        if label_key is not None:
-            if label_key not in sample:
-                raise KeyError(f"the item has no {label_key!r} (it has {', '.join(map(str, sample))})")
-            value = sample.pop(label_key)
-            label = int(value)
-        if not inputs:
-            return None, label
-        sample = {str(k): _as_tensor_value(v) for k, v in sample.items()}
-        return _transformed(sample, transform, where), label
-    if not inputs:
-        return None, label
-    if _is_pil(sample):
-        from ._images import to_rgb
-
-        return _transformed(to_rgb(sample), transform or _default_transform(), where), label
-    return _transformed(_as_tensor_value(sample), transform, where), label
-
-
-def _as_tensor_value(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value
-    if _is_array(value) or isinstance(value, (list, int, float)):
-        return torch.as_tensor(value)
-    if _is_pil(value):
-        return value
-    raise TypeError(f"an input is a {type(value).__name__}, not a tensor, array or image")
-
-
-def _is_pil(value: Any) -> bool:
-    return type(value).__module__.startswith("PIL.") and hasattr(value, "mode") and hasattr(value, "size")
-
-
-_DEFAULT_TRANSFORM: Any = None
-
-
-def _default_transform() -> Any:
-    global _DEFAULT_TRANSFORM
-    if _DEFAULT_TRANSFORM is None:
-        from ._transforms import image_transform
-
-        _DEFAULT_TRANSFORM = image_transform()
-    return _DEFAULT_TRANSFORM

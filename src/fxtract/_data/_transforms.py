@@ -29,7 +29,7 @@ class ImageTransform:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         normalize: bool = True,
-        interpolation: str = "bilinear",
+        interpolation: Any = "bilinear",
     ) -> None:
         from torchvision.transforms import InterpolationMode
 
@@ -44,7 +44,7 @@ class ImageTransform:
                     f"{name} must be a positive int, (height, width) or None; got {value!r}."
                 )
         try:
-            InterpolationMode(interpolation)
+            interpolation = InterpolationMode(interpolation).value
         except ValueError:
             modes = [m.value for m in InterpolationMode]
             raise DataSourceError(

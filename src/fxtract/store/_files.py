@@ -161,14 +161,17 @@ def write_shard(
     meta: Mapping[str, Any],
 ) -> None:
     """Write one shard atomically (raises StoreWriteError naming the shard and the cause)."""
+    from safetensors import SafetensorError
+
     try:
         if fmt == "safetensors":
             write_atomic(path, lambda tmp: _write_safetensors(tmp, tensors, dtypes, meta))
         else:
             write_atomic(path, lambda tmp: _write_npy_dir(tmp, tensors, meta))
-    except OSError as e:
+    except (OSError, SafetensorError) as e:
+        reason = getattr(e, "strerror", None) or str(e).replace("Error while serializing: ", "")
         raise StoreWriteError(
-            f"cannot write shard {path.name!r} in {str(path.parent)!r}: {e.strerror or e}. The shards "
+            f"cannot write shard {path.name!r} in {str(path.parent)!r}: {reason}. The shards "
             "already committed are intact; free space (or fix the directory) and rerun the same command to "
             "resume."
         ) from None
@@ -208,7 +211,7 @@ def npy_file_names(keys: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     used: set[str] = set()
     for key in keys:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "key"
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip(".") or "key"
         name, n = base, 1
         while name.lower() in used:
             n += 1

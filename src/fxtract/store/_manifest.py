@@ -76,13 +76,21 @@ def existing_config(root: Path) -> Optional[dict[str, Any]]:
 
 
 def describe_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """Which identity fields differ, as ``model (spec 'a' vs 'b'), pool``."""
-    fields = []
+    """Which identity fields differ, as ``nodes ({"a": "a"} before, {"b": "b"} now); model.state_dict_sha256 (...)``."""
+    diffs: list[str] = []
     for field in (*IDENTITY_FIELDS, "shard_size", "num_samples"):
-        a, b = old.get(field), new.get(field)
-        if a != b:
-            fields.append(f"{field} ({_short(a)} before, {_short(b)} now)")
-    return "; ".join(fields) or "the configuration"
+        _diff(field, old.get(field), new.get(field), diffs)
+    return "; ".join(diffs) or "the configuration"
+
+
+def _diff(name: str, a: Any, b: Any, out: list[str]) -> None:
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b) and len(a) > 1:
+        for key in sorted(a):
+            _diff(f"{name}.{key}", a[key], b[key], out)
+        return
+    out.append(f"{name} ({_short(a)} before, {_short(b)} now)")
 
 
 def _short(value: Any) -> str:

@@ -19,9 +19,9 @@ Index = Union[int, slice, list, np.ndarray]
 
 
 def _to_numpy(bits: np.ndarray, dtype: str) -> np.ndarray:
-    """Storage bits -> a numpy array: bfloat16 (no numpy dtype) widens exactly to float32."""
+    """Storage bits (a memory-mapped view) -> an array of its own: bfloat16 widens exactly to float32."""
     if dtype != "bfloat16":
-        return np.asarray(bits)
+        return np.array(bits)  # a copy: writable, and it outlives the map
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
@@ -249,46 +249,38 @@ class FeatureArray:
             i = int(idx) + n if idx < 0 else int(idx)
             if not 0 <= i < n:
                 raise IndexError(f"row {int(idx)} out of range for {self.key!r} with {n} rows.")
-            s = int(np.searchsorted(self._store._starts, i, side="right") - 1)
-            local = i - int(self._store._starts[s])
-            out = self._rows(s, slice(local, local + 1))
-            return out[0]
+            return self._gather(np.array([i], np.int64))[0]
         pos = self._positions(idx)
         return self._gather(pos)
 
     def _gather(self, pos: np.ndarray) -> Any:
         starts = self._store._starts
         shard_of = np.searchsorted(starts, pos, side="right") - 1
-        if pos.size and np.all(pos[1:] - pos[:-1] == 1):  # one run: contiguous slices per shard
-            pieces = []
-            for s in range(int(shard_of[0]), int(shard_of[-1]) + 1):
-                lo = max(int(pos[0]), int(starts[s])) - int(starts[s])
-                hi = min(int(pos[-1]) + 1, int(starts[s + 1])) - int(starts[s])
-                pieces.append(self._rows(s, slice(lo, hi)))
-            return self._join(pieces)
-        order = np.argsort(shard_of, kind="stable")
-        pieces, placed = [], []
-        for s in np.unique(shard_of):
-            sel = order[shard_of[order] == s]
-            local = pos[sel] - starts[s]
-            uniq, inverse = np.unique(local, return_inverse=True)  # sorted reads: page order
-            rows = self._rows(int(s), uniq)
-            pieces.append([rows[i] for i in inverse] if isinstance(rows, list) else rows[inverse])
-            placed.append(sel)
-        if not pieces:
-            return [] if self.ragged else np.zeros((0, *self.shape[1:]), self.dtype)
-        where = np.concatenate(placed)
-        back = np.empty_like(where)
-        back[where] = np.arange(where.size)
-        joined = self._join(pieces)
-        return [joined[i] for i in back] if self.ragged else joined[back]
-
-    def _join(self, pieces: list[Any]) -> Any:
         if self.ragged:
-            return [row for p in pieces for row in p]
-        if not pieces:
-            return np.zeros((0, *self.shape[1:]), self.dtype)
-        return np.concatenate(pieces) if len(pieces) > 1 else np.array(pieces[0])
+            rows: list[Any] = [None] * pos.size
+            for s in np.unique(shard_of):
+                sel = np.flatnonzero(shard_of == s)
+                for j, row in zip(sel, self._rows(int(s), pos[sel] - starts[s])):
+                    rows[j] = row
+            return rows
+        out = np.empty((pos.size, *self.shape[1:]), self.dtype)
+        if pos.size and pos[-1] - pos[0] == pos.size - 1 and np.all(np.diff(pos) == 1):  # one run
+            for s in range(int(shard_of[0]), int(shard_of[-1]) + 1):
+                lo, hi = max(int(pos[0]), int(starts[s])), min(int(pos[-1]) + 1, int(starts[s + 1]))
+                if hi > lo:
+                    out[lo - pos[0] : hi - pos[0]] = self._bits(s, slice(lo - starts[s], hi - starts[s]))
+            return out
+        for s in np.unique(shard_of):  # one fancy read per shard, straight into place
+            sel = np.flatnonzero(shard_of == s)
+            out[sel] = self._bits(int(s), pos[sel] - starts[s])
+        return out
+
+    def _bits(self, s: int, local: Any) -> np.ndarray:
+        """Rows ``local`` of a regular shard, as values (bfloat16 widened)."""
+        m = self._shard(s)
+        if self.stored_dtype == "bfloat16":
+            return _to_numpy(m[local], "bfloat16")
+        return m[local]
 
     def numpy(self) -> Any:
         """All rows in memory: one array (a list of arrays for a ragged key)."""

@@ -34,9 +34,9 @@ from ._files import (
     remove,
     shard_name,
     shard_unit,
+    write_atomic,
     write_json,
     write_shard,
-    write_text,
 )
 from ._manifest import FORMAT_VERSION, describe_mismatch, existing_config, fingerprint, merge, part_name
 
@@ -62,6 +62,12 @@ class _Unit:
     dtypes: dict[str, str] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     seen: int = 0
+
+
+def _write_samples(path: Path, samples: Iterable[tuple[int, str, Optional[int]]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:  # streamed: a long dataset is never one string
+        for i, source, label in samples:
+            f.write(json.dumps({"index": i, "source": source, "label": label}) + "\n")
 
 
 def unit_range(unit: int, shard_size: int, num_samples: int) -> tuple[int, int]:
@@ -118,10 +124,8 @@ class StoreWriter:
         self._check_existing(overwrite)
         clear_tmp(self.root)
         if samples is not None and not (self.root / SAMPLES).exists():
-            lines = (json.dumps({"index": i, "source": s, "label": lab}) for i, s, lab in samples)
-            self._guard(
-                lambda: write_text(self.root / SAMPLES, "".join(line + "\n" for line in lines)), SAMPLES
-            )
+            path = self.root / SAMPLES
+            self._guard(lambda: write_atomic(path, lambda tmp: _write_samples(tmp, samples)), SAMPLES)
         self._write_part()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread: Optional[threading.Thread] = None
