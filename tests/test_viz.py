@@ -597,3 +597,22 @@ def test_viz_imports_neither_torch_nor_matplotlib():
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_statistics_and_embedding_of_a_real_store(store):
+    from fxtract import open_features
+
+    features = open_features(store)
+    report = activation_stats(features, batch_size=3)
+    assert [s.name for s in report] == features.keys()
+    for s in report:
+        x = features[s.name].numpy()
+        want = numpy_stats(x, 1)
+        for key in ("mean", "std", "min", "max", "zeros"):
+            assert getattr(s, key) == pytest.approx(want[key], rel=1e-10, abs=1e-12), (s.name, key)
+        assert s.dead == want["dead"] and s.samples == len(features)
+    pic = embedding_scatter(features, node="stem", batch_size=5)
+    pooled = features["stem"].numpy().astype(np.float64).mean(axis=(2, 3))
+    np.testing.assert_allclose(pic.extra["points"], numpy_pca(pooled)[0], atol=1e-8)
+    assert list(features.classes) == ["cat", "dog"] and set(features.labels.tolist()) == {0, 1}
+    assert decode(pic.png).shape[1::-1] == pic.size
