@@ -26,7 +26,9 @@ PAGE = r"""<!DOCTYPE html>
   button { font: inherit; padding: 4px 10px; border: 1px solid #c6ccd4; border-radius: 6px; background: white;
            cursor: pointer; }
   main { display: flex; align-items: flex-start; }
-  #tree { flex: 1; padding: 6px 0 40px; min-width: 0; }
+  #tree { flex: 1; padding: 6px 0 40px; min-width: 0; overflow-x: auto; }
+  #note { flex-basis: 100%; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; color: #9a6700; }
+  #note:empty { display: none; }
   aside { position: sticky; top: 56px; width: 360px; max-height: calc(100vh - 60px); overflow: auto;
           border-left: 1px solid var(--line); padding: 10px 14px; font-size: 12px; }
   aside h2 { font-size: 14px; margin: 0 0 6px; word-break: break-all; }
@@ -122,7 +124,8 @@ PAGE = r"""<!DOCTYPE html>
     if (it.c.length) {
       const sel = selectedInside[i];
       row.appendChild(el("span", "badge" + (sel ? " has" : ""),
-                         it.c.length + " inside" + (sel ? ", " + sel + " selected" : "")));
+                         it.c.length + (it.c.length === 1 ? " child" : " children") +
+                         (sel ? ", " + sel + " selected inside" : "")));
     }
     rowOf.set(i, row);
     return row;
@@ -289,7 +292,13 @@ PAGE = r"""<!DOCTYPE html>
   document.getElementById("title").textContent = G.title;
   document.getElementById("caption").textContent = G.caption + ", " +
     items.filter(function (it) { return it.x; }).length + " selected";
-  document.getElementById("note").textContent = G.note;
+  const note = document.getElementById("note");
+  note.textContent = G.note;
+  note.title = G.note;
+  const top = document.querySelector("header").offsetHeight;
+  const aside = document.getElementById("details");
+  aside.style.top = top + "px";
+  aside.style.maxHeight = "calc(100vh - " + (top + 4) + "px)";
   reset(G.depth || 1);
   window.fxtractGraph = {rows: function () { return rowOf.size; }, reveal: reveal, expand: expand};
 })();

@@ -312,6 +312,7 @@ def model_graph(
     if mode not in ("eval", "train"):
         raise FxtractValueError(f"mode must be 'eval' or 'train'; got {mode!r}.")
     note = ""
+    shapes: dict[str, tuple[tuple[Any, ...], ...]] = {}
     try:
         infos = describe(
             model, example_inputs, nodes="*", mode=mode, strategy=strategy, tracer_kwargs=tracer_kwargs
@@ -319,9 +320,19 @@ def model_graph(
     except FxtractError as e:
         if example_inputs is None or strategy not in ("auto", "fx"):
             raise
-        # Shape inference failed on a graph FX traces: draw it without shapes rather than not at all.
-        infos = describe(model, None, nodes="*", mode=mode, strategy="fx", tracer_kwargs=tracer_kwargs)
-        note = f"shapes unavailable: {' '.join(str(e).split())[:300]}"
+        # Shape inference failed on a graph FX traces: draw the graph with the module calls'
+        # shapes (one forward on fake tensors, with hooks) rather than not at all.
+        try:
+            infos = describe(model, None, nodes="*", mode=mode, strategy="fx", tracer_kwargs=tracer_kwargs)
+        except FxtractError:
+            raise e from None
+        reason = " ".join(str(e).split())[:300]
+        try:
+            hooked = describe(model, example_inputs, mode=mode, strategy="hooks")
+            shapes = {i.name: i.shapes for i in hooked}
+            note = f"shapes of module calls only (from hooks); FX shape inference failed: {reason}"
+        except FxtractError:
+            note = f"shapes unavailable: {reason}"
     items = _with_parents(infos)
     parents = {i.parent for i in items}
     flow_names = [i.name for i in items if i.name not in parents and i.kind not in ("input", "output")]
@@ -334,7 +345,15 @@ def model_graph(
         except FxtractError as e:
             note = (note + "; " if note else "") + f"no data flow: {' '.join(str(e).split())[:200]}"
     items = [
-        GraphItem(i.name, i.kind, i.target, i.shapes, i.params, i.parent, inputs.get(i.name, ()))
+        GraphItem(
+            i.name,
+            i.kind,
+            i.target,
+            i.shapes or shapes.get(i.name, ()),
+            i.params,
+            i.parent,
+            inputs.get(i.name, ()),
+        )
         for i in items
     ]
     selected: list[str] = []
