@@ -555,6 +555,7 @@ def test_cli_stats_of_a_model_and_of_a_store(tmp_path, store):
     )
     assert [r["name"] for r in rows] == ["head"] and int(rows[0]["samples"]) == 8
     one_error(run("viz", "stats", str(store), "--json", "--csv"), "--json and --csv")
+    one_error(run("viz", "stats", str(tmp_path)), "not a feature store")
 
 
 def test_cli_embed_a_store(tmp_path, store):

@@ -281,6 +281,11 @@ def stats_command(
                 batch_size=batch_size or 1024,
             )
         else:
+            if Path(source).is_dir():
+                raise click.ClickException(
+                    f"{source!r} is a directory but not a feature store (no manifest.json); give a store "
+                    "written by fxtract extract, or a MODEL (torchvision:NAME, timm:NAME, file.py:factory)."
+                )
             loaded = _load(source, weights)
             batches = _inputs(loaded, data, samples, input_size, batch_size or 8)
             report = activation_stats(
