@@ -139,10 +139,7 @@ def to_numpy(value: Any, what: str = "activation") -> Any:
 
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor, without importing torch
         value = value.detach().cpu()
-        if getattr(value, "is_floating_point", lambda: False)() and str(value.dtype) in (
-            "torch.bfloat16",
-            "torch.float16",
-        ):
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
             value = value.float()
         return value.numpy()
     if isinstance(value, np.ndarray):

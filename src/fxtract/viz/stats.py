@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .._errors import FxtractTypeError, FxtractValueError
-from ._plot import Picture, axes_at, new_figure, pixel_boxes, render, to_numpy
+from ._plot import Picture, axes_at, new_figure, render, to_numpy
 
 __all__ = ["NodeStats", "StatsReport", "activation_stats", "channel_axis_of"]
 
@@ -224,12 +224,11 @@ class StatsReport(list):  # type: ignore[type-arg]
             fontsize=11,
             weight="bold",
         )
-        boxes = [(x, y, r, b) for x, y, r, b in pixel_boxes(rows, columns, (tw, th), (left, top + 16), 0)]
-        boxes = [
-            (x + c * gap_x, y + rr * gap_y, r + c * gap_x, b + rr * gap_y)
-            for (x, y, r, b), (rr, c) in zip(boxes, [(i // columns, i % columns) for i in range(len(boxes))])
-        ]
-        boxes = boxes[: len(with_hist)]
+        boxes = []
+        for k in range(len(with_hist)):
+            r, c = divmod(k, columns)
+            x, y = left + c * (tw + gap_x), top + 16 + r * (th + gap_y)
+            boxes.append((x, y, x + tw, y + th))
         for box, s in zip(boxes, with_hist):
             counts, edges = s.histogram  # type: ignore[misc]
             ax = axes_at(fig, box)
