@@ -404,6 +404,14 @@ def test_dot_collapses_to_depth_and_maps_edges():
             assert tail.strip('"') in declared and head.split(" [")[0].strip('"') in declared
 
 
+def test_exported_graph_has_data_flow_too():
+    graph = model_graph(ConvNet(), torch.randn(1, 3, 8, 8), strategy="export")
+    by_name = {i.name: i for i in graph.items}
+    assert graph.strategy == "export" and graph.flow
+    assert by_name["add"].inputs == ("stem.2", "block.1") and by_name["head"].inputs == ("mean",)
+    assert "[style=dashed]" not in graph.to_dot()
+
+
 def test_graph_without_data_flow_draws_execution_order(tmp_path):
     graph = model_graph(ConvNet(), torch.randn(1, 3, 8, 8), strategy="hooks")
     assert graph.strategy == "hooks" and not graph.flow

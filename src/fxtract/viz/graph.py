@@ -49,7 +49,7 @@ class ModelGraph:
         items: every node and enclosing module call, in execution order.
         selected: the names to highlight.
         strategy: the strategy that named the nodes.
-        flow: whether ``inputs`` hold the data flow (FX graphs) or nothing is known of it.
+        flow: whether ``inputs`` hold the data flow (FX and exported graphs) or nothing is known of it.
         note: why something is missing (shapes, data flow), or ``""``.
     """
 
@@ -100,7 +100,7 @@ class ModelGraph:
     def to_dot(self, *, depth: Optional[int] = None) -> str:
         """Graphviz DOT text: expanded modules as clusters, collapsed ones as boxes, the data flow as edges.
 
-        Without data flow (strategies export and hooks) the edges follow execution order, dashed.
+        Without data flow (strategy hooks) the edges follow execution order, dashed.
         """
         shown = self._shown_as(depth)
         chosen = set(self.selected)
@@ -338,9 +338,9 @@ def model_graph(
     flow_names = [i.name for i in items if i.name not in parents and i.kind not in ("input", "output")]
     inputs: dict[str, tuple[str, ...]] = {}
     flow = False
-    if infos.strategy == "fx":
+    if infos.strategy in ("fx", "export"):
         try:
-            inputs = _data_flow(model, flow_names, tracer_kwargs, mode)
+            inputs = _data_flow(model, flow_names, tracer_kwargs, mode, infos.strategy, example_inputs)
             flow = True
         except FxtractError as e:
             note = (note + "; " if note else "") + f"no data flow: {' '.join(str(e).split())[:200]}"
@@ -419,9 +419,22 @@ def _parents_first(items: list[Any], order: dict[str, int]) -> list[Any]:
 
 
 def _data_flow(
-    model: Any, names: list[str], tracer_kwargs: Optional[dict[str, Any]], mode: str
+    model: Any,
+    names: list[str],
+    tracer_kwargs: Optional[dict[str, Any]],
+    mode: str,
+    strategy: str,
+    example_inputs: Any,
 ) -> dict[str, tuple[str, ...]]:
-    """``{node: the named nodes it reads}``, from the FX graph of an extractor returning every node."""
+    """``{node: the named nodes it reads}``, from the graph the strategy traced.
+
+    FX: an extractor returning every node; export: the exported graph with fxtract's names.
+    """
+    if strategy == "export":
+        from .._export import trace_export
+
+        trace = trace_export(model, example_inputs, dynamic_batch=False)[mode]
+        return _flow(dict(trace.node_to_qualname), names)
     from .._api import create_feature_extractor
 
     extractor = create_feature_extractor(
@@ -429,11 +442,15 @@ def _data_flow(
     )
     graph = getattr(extractor, f"{mode}_graph", extractor.graph)
     output = next(n for n in graph.nodes if n.op == "output")
-    returned = output.args[0]
-    named: dict[Any, str] = {node: key for key, node in returned.items()}
+    named: dict[Any, str] = {node: key for key, node in output.args[0].items()}
     for node in graph.nodes:
         if node.op == "placeholder":
             named[node] = node.target
+    return _flow(named, names)
+
+
+def _flow(named: dict[Any, str], names: list[str]) -> dict[str, tuple[str, ...]]:
+    """Edges between named fx nodes, walking through the unnamed ones."""
     primary = {key: node for node, key in named.items()}
     for node, key in list(named.items()):  # a returned copy (clone) stands for what it copied
         if node.op in ("call_method", "call_function") and "clone" in str(node.target):
