@@ -53,10 +53,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default 128; quick 64)")
     p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--batches", type=int, default=None, help="batches per pass in a and b (default 8; quick 2)")
     args = p.parse_args()
     args.model = "resnet18" if args.quick else "resnet50"
     args.size = args.size or (64 if args.quick else 128)
     args.reps = args.reps or (2 if args.quick else 3)
+    args.batches = args.batches or (2 if args.quick else 8)
     return args
 
 
@@ -77,7 +79,7 @@ def _fresh(root: Path) -> Path:
 
 def part_a(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
     model = _model(args.model)
-    n = args.batch * (2 if args.quick else 8)
+    n = args.batch * args.batches
     x = torch.randn(n, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     late = fxtract.create_feature_extractor(model, ["layer4"])
     early = fxtract.create_feature_extractor(model, ["layer1"])
@@ -137,7 +139,7 @@ def part_b(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
     from fxtract._data import image_transform
 
     model = _model(args.model)
-    n = args.batch * (2 if args.quick else 8)
+    n = args.batch * args.batches
     folder = tmp / "jpegs"
     make_jpegs(folder, n, int(args.size * 1.25))
     resize = int(args.size * 1.14)

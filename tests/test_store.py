@@ -215,6 +215,18 @@ def test_temporary_files_are_never_data(tmp_path):
     assert len(open_features(tmp_path / "s")) == N
 
 
+def test_a_writer_removes_only_its_own_temporary_files(tmp_path):
+    root = tmp_path / "s"
+    _write(root, writer=0, writers=2)
+    mine, theirs = root / "shard-000001.safetensors.tmp-1-ab", root / "shard-000002.safetensors.tmp-1-cd"
+    mine.write_bytes(b"x")
+    theirs.write_bytes(b"x")
+    StoreWriter(root, _config(), writer=1, writers=2)
+    assert not mine.exists() and theirs.exists()  # writer 0 may be writing unit 2 right now
+    StoreWriter(root, _config())  # one writer owns every unit
+    assert not theirs.exists()
+
+
 def test_incomplete_store_without_manifest(tmp_path):
     _write(tmp_path / "s", writer=0, writers=2)  # units 0, 2, 4 only
     with pytest.warns(UserWarning, match="incomplete: 2 of 5 shards"):

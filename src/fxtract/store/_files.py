@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import struct
 from collections.abc import Mapping
@@ -65,7 +66,8 @@ def shard_unit(name: str) -> Optional[int]:
 
 
 def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
+    """``NAME.tmp-PID-TOKEN``: unique even between writers on several machines sharing the directory."""
+    return path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def is_tmp(name: str) -> bool:
@@ -132,7 +134,7 @@ def check_writable(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / PARTS).mkdir(exist_ok=True)
-        probe = root / f".probe{_TMP_MARK}{os.getpid()}"
+        probe = tmp_name(root / ".probe")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -142,10 +144,12 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
-def clear_tmp(root: Path) -> None:
-    """Remove temporary files a killed writer left (they were never data)."""
-    for child in list(root.iterdir()) + (list((root / PARTS).iterdir()) if (root / PARTS).is_dir() else []):
-        if is_tmp(child.name) or child.name.startswith(".probe"):
+def clear_tmp(root: Path, keep: Callable[[str], bool] = lambda name: False) -> None:
+    """Remove the temporary files a killed writer left (never data), except those ``keep(final name)``
+    says may belong to a writer still running (another job's units)."""
+    children = list(root.iterdir()) + (list((root / PARTS).iterdir()) if (root / PARTS).is_dir() else [])
+    for child in children:
+        if is_tmp(child.name) and not keep(child.name.split(_TMP_MARK, 1)[0]):
             remove(child)
 
 

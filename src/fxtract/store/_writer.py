@@ -29,6 +29,7 @@ from ._files import (
     SHAPES_PREFIX,
     check_writable,
     clear_tmp,
+    is_tmp,
     npy_file_names,
     read_shard_header,
     remove,
@@ -122,7 +123,7 @@ class StoreWriter:
         }
         check_writable(self.root)
         self._check_existing(overwrite)
-        clear_tmp(self.root)
+        clear_tmp(self.root, keep=self._not_mine)
         if samples is not None and not (self.root / SAMPLES).exists():
             path = self.root / SAMPLES
             self._guard(lambda: write_atomic(path, lambda tmp: _write_samples(tmp, samples)), SAMPLES)
@@ -149,9 +150,18 @@ class StoreWriter:
                 "to replace it, or choose another --out directory."
             )
 
+    def _not_mine(self, name: str) -> bool:
+        """Whether a file name is another writer's (its shard or part), or shared (manifest, samples)."""
+        if self.writers == 1:
+            return False
+        unit = shard_unit(name)
+        if unit is not None:
+            return unit % self.writers != self.writer
+        return name != part_name(self.writer, self.writers)
+
     def _clear(self) -> None:
         for path in self.root.iterdir():
-            if shard_unit(path.name) is not None or path.name in (MANIFEST, SAMPLES):
+            if shard_unit(path.name) is not None or path.name in (MANIFEST, SAMPLES) or is_tmp(path.name):
                 remove(path)
         for path in (self.root / PARTS).iterdir():
             remove(path)
