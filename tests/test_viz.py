@@ -259,6 +259,7 @@ def test_live_statistics_equal_numpys_on_the_extractors_outputs():
     with torch.no_grad():
         outs = [extractor(b) for b in batches]
     assert [s.name for s in report] == ["stem.2", "block", "head"]
+    assert activation_stats(extractor, batches) == report  # an extractor as it is
     for s in report:
         x = torch.cat([o[s.name] for o in outs]).numpy()
         want = numpy_stats(x, 1)

@@ -415,6 +415,7 @@ def activation_stats(
         source: one of
             * a model (``nn.Module``) and ``inputs``: an extractor for ``nodes`` runs on each
               batch (in eval mode, under ``torch.no_grad()``; the model is left as it was);
+              or an extractor made by ``create_feature_extractor``, with ``nodes=None``;
             * a feature store (``fxtract.open_features(path)``, or its path): each key is
               streamed with ``iter_batches`` (bounded memory);
             * a dict ``{name: tensor or array}``, samples first.
@@ -551,14 +552,17 @@ def _live(
     if not batches:
         raise FxtractValueError("inputs is empty: give at least one batch.")
     example = batches[0]
-    patterns = [nodes] if isinstance(nodes, str) else nodes
-    # describe resolves the patterns to node names in execution order (the order NaN travels in).
-    infos = describe(model, example, nodes=patterns, strategy=strategy, tracer_kwargs=tracer_kwargs)
-    names = [i.name for i in infos if i.kind not in ("input", "output")]
-    extractor = create_feature_extractor(
-        model, return_nodes=names, tracer_kwargs=tracer_kwargs, strategy=strategy, example_inputs=example
-    )
-    flags = {m: m.training for m in model.modules()}
+    if nodes is None and getattr(model, "strategy", None) in ("fx", "export", "hooks"):
+        extractor = model  # made by create_feature_extractor: its outputs, in its order
+    else:
+        patterns = [nodes] if isinstance(nodes, str) else nodes
+        # describe resolves the patterns to node names in execution order (the order NaN travels in).
+        infos = describe(model, example, nodes=patterns, strategy=strategy, tracer_kwargs=tracer_kwargs)
+        names = [i.name for i in infos if i.kind not in ("input", "output")]
+        extractor = create_feature_extractor(
+            model, return_nodes=names, tracer_kwargs=tracer_kwargs, strategy=strategy, example_inputs=example
+        )
+    flags = {m: m.training for m in extractor.modules()}  # the model's submodules, shared
     accs: dict[str, _Accumulator] = {}
     try:
         extractor.eval()
