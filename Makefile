@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.fxtract-installed
 PYTEST  := $(PY) -m pytest
 export TQDM_DISABLE ?= 1
 
-.PHONY: venv demo test test-slow lint format bench clean
+.PHONY: venv demo test test-slow lint format bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks examples
 	$(VENV)/bin/ruff check --fix src tests benchmarks examples
 
-test: lint
+# The graph page is tested in headless chromium (tests/test_viz_browser.py).
+browser:
+	command -v chromium >/dev/null || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$S apt-get update && $$S apt-get install -y chromium chromium-driver; }
+
+test: lint browser
 	$(PYTEST) -m "not slow" -n 2 --dist loadgroup -q
 
 test-slow: $(STAMP)

@@ -430,3 +430,7 @@ main.add_command(info_command)
 from ._distributed import merge_command  # noqa: E402
 
 main.add_command(merge_command)
+
+from ._viz import viz  # noqa: E402
+
+main.add_command(viz)
