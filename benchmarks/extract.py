@@ -53,7 +53,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default 128; quick 64)")
     p.add_argument("--reps", type=int, default=None)
-    p.add_argument("--batches", type=int, default=None, help="batches per pass in a and b (default 8; quick 2)")
+    p.add_argument(
+        "--batches", type=int, default=None, help="batches per pass in a and b (default 8; quick 2)"
+    )
     args = p.parse_args()
     args.model = "resnet18" if args.quick else "resnet50"
     args.size = args.size or (64 if args.quick else 128)
