@@ -6,7 +6,9 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "ForwardError",
     "FxtractError",
+    "NotScriptableError",
     "NodeNotFoundError",
     "ReturnNodesError",
     "StrategyError",
@@ -41,6 +43,14 @@ class TraceError(FxtractError, RuntimeError):
 
 class StrategyError(FxtractError, ValueError):
     """A strategy cannot do what was asked (a missing ``example_inputs``, a name at another granularity)."""
+
+
+class ForwardError(FxtractError, RuntimeError):
+    """The model's own forward failed on the ``example_inputs`` fxtract ran it with."""
+
+
+class NotScriptableError(FxtractError, RuntimeError):
+    """``torch.jit.script`` of an extractor whose code TorchScript cannot compile (strategies hooks, export)."""
 
 
 class FxtractTypeError(FxtractError, TypeError):

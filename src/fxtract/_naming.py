@@ -25,6 +25,7 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
+from ._checks import check_trace_root
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
 
 __all__ = [
@@ -460,6 +461,7 @@ class NodePathTracer(LeafModuleAwareTracer):
 
     # -- tracing ------------------------------------------------------------------------------
     def trace(self, root: Any, concrete_args: Optional[dict[str, Any]] = None) -> fx.Graph:
+        check_trace_root(root, concrete_args)
         if not isinstance(root, nn.Module):
             return super().trace(root, concrete_args)
         self._reset(root)

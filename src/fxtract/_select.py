@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ._errors import FxtractTypeError, FxtractValueError, NodeNotFoundError, did_you_mean
 
-__all__ = ["is_pattern", "select_nodes"]
+__all__ = ["check_patterns", "is_pattern", "select_nodes"]
 
 Patterns = Union[str, Iterable[str]]
 
@@ -80,6 +81,11 @@ def select_nodes(
     pattern_list = _as_list(patterns, "patterns")
     exclude_list = _as_list(exclude, "exclude")
     type_tuple = _as_types(types)
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise FxtractTypeError(
+            f"names must be a list of node names (fxtract.get_graph_node_names(model)[1]), got "
+            f"{type(names).__name__} {names!r:.60}."
+        )
     names = list(names)
     known = set(names)
 
@@ -115,6 +121,12 @@ def select_nodes(
     for pattern in exclude_list:
         matches = _matches(pattern, names, known)
         if matches is None:
+            if pattern not in extra:  # a typo excludes nothing: say so, as an unmatched glob does
+                warnings.warn(
+                    f"exclude name {pattern!r} is not a node name, so it excludes nothing."
+                    f"{did_you_mean(pattern, names)} {_HOW_TO_LIST}",
+                    stacklevel=_caller_level(),
+                )
             removed.add(pattern)
             continue
         if not matches:
@@ -202,6 +214,29 @@ def _common_prefix(words: list[str]) -> str:
     return first[:k].rstrip("0123456789") if k < len(first) or len(words) > 1 else first
 
 
+def check_patterns(patterns: Optional[Patterns], arg: str) -> None:
+    """Raise :class:`FxtractTypeError` unless ``patterns`` is ``None``, a string or an iterable of strings.
+
+    Example:
+        >>> check_patterns(["layer1", "fc"], "nodes")
+        >>> check_patterns(5, "nodes")
+        Traceback (most recent call last):
+        ...
+        fxtract._errors.FxtractTypeError: nodes must be a string or an iterable of strings, got int.
+    """
+    _as_list(patterns, arg)
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside fxtract (the user's call)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fxtract."):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _as_list(patterns: Optional[Patterns], arg: str) -> list[str]:
     if patterns is None:
         return []
@@ -222,7 +257,15 @@ def _as_list(patterns: Optional[Patterns], arg: str) -> list[str]:
 def _as_types(types: Optional[Union[type, Iterable[type]]]) -> tuple[type, ...]:
     if types is None:
         return ()
-    items = (types,) if isinstance(types, type) else tuple(types)
+    if isinstance(types, type):
+        items: tuple[Any, ...] = (types,)
+    elif isinstance(types, Iterable) and not isinstance(types, str):
+        items = tuple(types)
+    else:
+        raise FxtractTypeError(
+            f"types must be a module class or a list of them (types=[nn.Conv2d]), got {type(types).__name__} "
+            f"{types!r:.60}."
+        )
     for item in items:
         if not isinstance(item, type):
             raise FxtractTypeError(f"types must contain classes, got {item!r} ({type(item).__name__}).")
