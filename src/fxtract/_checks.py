@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import types
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_forward_inputs",
     "check_input_dtype",
     "check_trace_root",
+    "check_tracer_kwargs",
     "forward_errors",
     "not_scriptable",
     "raise_bad_inputs",
@@ -144,6 +146,50 @@ def check_trace_root(root: Any, concrete_args: Optional[Mapping[str, Any]] = Non
         )
 
 
+def check_tracer_kwargs(cls: type, leaf_modules: Any, kwargs: Mapping[str, Any]) -> None:
+    """The options of a tracer class: known names, iterables where the tracer iterates.
+
+    Example:
+        >>> class Tracer:
+        ...     def __init__(self, autowrap_modules=(), param_shapes_constant=False): ...
+        >>> check_tracer_kwargs(Tracer, None, {"autowrap_module": ()})
+        Traceback (most recent call last):
+        ...
+        fxtract._errors.FxtractTypeError: tracer_kwargs has 'autowrap_module', which Tracer does not take. Did you mean 'autowrap_modules'? Its options are leaf_modules, autowrap_modules, param_shapes_constant.
+    """
+    for name, value in (("leaf_modules", leaf_modules), *kwargs.items()):
+        iterated = name in ("leaf_modules", "autowrap_modules", "autowrap_functions") and value is not None
+        if iterated and (isinstance(value, (str, bytes)) or not _iterable(value)):
+            raise FxtractTypeError(
+                f"tracer_kwargs[{name!r}] must be a list, got {type(value).__name__} {value!r:.60} "
+                f"(e.g. {name}=[...])."
+            )
+        if iterated and name != "leaf_modules":
+            _check_autowraps(name, value)
+    known: dict[str, None] = {"leaf_modules": None}
+    for klass in cls.__mro__:
+        params = _parameters(klass.__init__) if "__init__" in vars(klass) else None
+        for p in (params or {}).values():
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                known.setdefault(p.name)
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        raise FxtractTypeError(
+            f"tracer_kwargs has {unknown[0]!r}, which {cls.__name__} does not take."
+            f"{did_you_mean(unknown[0], known)} Its options are {', '.join(known)}."
+        )
+
+
+def _check_autowraps(name: str, items: Any) -> None:
+    want = "Python modules (import math; [math])" if name == "autowrap_modules" else "functions"
+    for item in items:
+        ok = isinstance(item, types.ModuleType) if name == "autowrap_modules" else callable(item)
+        if not ok:
+            raise FxtractTypeError(
+                f"tracer_kwargs[{name!r}] entries must be {want}; got {item!r:.60} ({type(item).__name__})."
+            )
+
+
 def _parameters(fn: Any) -> Optional[Mapping[str, inspect.Parameter]]:
     try:
         return inspect.signature(fn).parameters
@@ -224,20 +270,31 @@ def check_call_inputs(
         signature.bind(*args, **kwargs)
     except TypeError as e:
         names = list(signature.parameters)
+        made = "it was exported with" if strategy == "export" else "of the model's forward"
         unknown = [k for k in kwargs if k not in signature.parameters]
         problem = (
             f"got the keyword argument {unknown[0]!r}{did_you_mean(unknown[0], names)}" if unknown else str(e)
         )
         raise FxtractTypeError(
-            f"this extractor (strategy={strategy!r}) takes forward({', '.join(names)}), the inputs it was "
-            f"exported with; {problem}. Create the extractor with example_inputs that name every input "
-            "you will pass."
+            f"this extractor (strategy={strategy!r}) takes forward({', '.join(names)}), the inputs {made}; "
+            f"{problem}."
+            + (
+                " Create the extractor with example_inputs that name every input you will pass."
+                if strategy == "export"
+                else ""
+            )
         ) from None
 
 
 def check_extractor_call(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """A forward pre-hook (``with_kwargs=True``): the call's inputs bind to the extractor's forward."""
-    check_call_inputs(inspect.signature(module.forward), args, kwargs, getattr(module, "strategy", "export"))
+    """A forward pre-hook (``with_kwargs=True``): the call's inputs bind to the extractor's forward
+    (the hooks extractor's: to its model's forward)."""
+    forward = module.model.forward if getattr(module, "strategy", "") == "hooks" else module.forward
+    try:
+        signature = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return
+    check_call_inputs(signature, args, kwargs, getattr(module, "strategy", "export"))
 
 
 def check_input_dtype(name: str, got: str, want: Optional[str], mode: str) -> None:

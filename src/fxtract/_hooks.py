@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import check_not_root, forward_errors, not_scriptable
+from ._checks import check_extractor_call, check_not_root, forward_errors, not_scriptable
 from ._errors import (
     FxtractTypeError,
     FxtractValueError,
@@ -335,6 +335,7 @@ class HookFeatureExtractor(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Run the model on ``args``/``kwargs``; ``{output key: what that module call returned}``."""
+        check_extractor_call(self, args, kwargs)
         nodes = self.return_nodes
         if not nodes:
             return {}

@@ -25,7 +25,7 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import check_trace_root
+from ._checks import check_trace_root, check_tracer_kwargs
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
 
 __all__ = [
@@ -250,6 +250,7 @@ class LeafModuleAwareTracer(fx.Tracer):
     """
 
     def __init__(self, *args: Any, leaf_modules: Optional[Iterable[Any]] = None, **kwargs: Any) -> None:
+        check_tracer_kwargs(type(self), leaf_modules, kwargs)
         self.leaf_modules = list(leaf_modules) if leaf_modules is not None else []
         types, ids, patterns = [], set(), []
         for item in self.leaf_modules:

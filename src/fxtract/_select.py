@@ -104,6 +104,10 @@ def select_nodes(
         chosen.update(matches)
 
     if type_tuple:
+        if name_types is not None and not isinstance(name_types, Mapping):
+            raise FxtractTypeError(
+                f"name_types must be a dict {{name: module class}}, got {type(name_types).__name__}."
+            )
         if name_types is None:
             raise FxtractValueError("select_nodes(types=...) needs name_types, the {name: module class} map.")
         by_type = [n for n, t in name_types.items() if isinstance(t, type) and issubclass(t, type_tuple)]
