@@ -193,6 +193,32 @@ def test_return_nodes_not_a_list():
         create_feature_extractor(Net(), 5)
 
 
+@pytest.mark.parametrize(
+    ("tracer_kwargs", "message"),
+    [
+        (
+            {"leaf_modulez": []},
+            r"tracer_kwargs has 'leaf_modulez', which NodePathTracer does not take. Did you mean",
+        ),
+        ({"autowrap_functions": 5}, r"'autowrap_functions'\] entries must be functions; got 5"),
+        ({"autowrap_modules": [5]}, r"'autowrap_modules'\] entries must be Python modules"),
+    ],
+)
+def test_tracer_kwargs(tracer_kwargs, message):
+    with raises(TypeError, match=message):
+        create_feature_extractor(Net(), ["conv"], tracer_kwargs=tracer_kwargs)
+
+
+def test_leaf_module_aware_tracer_leaf_modules_not_a_list():
+    with raises(TypeError, match=r"tracer_kwargs\['leaf_modules'\] must be a list, got int 5"):
+        fxtract.LeafModuleAwareTracer(leaf_modules=5)
+
+
+def test_select_nodes_name_types_not_a_dict():
+    with raises(TypeError, match=r"name_types must be a dict \{name: module class\}, got int"):
+        select_nodes(None, NAMES, types=[nn.Conv2d], name_types=5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Inputs the model's forward rejects
 
@@ -298,6 +324,15 @@ def test_export_extractor_other_batch_and_size(export_extractor):
     assert export_extractor(torch.randn(5, 3, 8, 8))["conv"].shape == (5, 4, 6, 6)
     with raises(ValueError, match=r"for x of shape \(\*, 3, 8, 8\), got \(5, 3, 9, 9\)"):
         export_extractor(torch.randn(5, 3, 9, 9))
+
+
+def test_hooks_extractor_unknown_keyword():
+    extractor = create_feature_extractor(Net(), ["conv"], strategy="hooks")
+    with raises(
+        TypeError, match=r"strategy='hooks'\) takes forward\(x\), the inputs of the model's forward; got"
+    ):
+        extractor(y=X)
+    assert extractor(x=X)["conv"].shape == (1, 4, 6, 6)
 
 
 def test_export_unknown_name_advises_public_calls():
