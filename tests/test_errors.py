@@ -370,3 +370,10 @@ def test_cli_input_named_wrong():
 
 def test_errors_are_public():
     assert fxtract.FxtractError is FxtractError
+
+
+def test_cli_too_many_inputs():
+    result = run("nodes", "torchvision:resnet18", "--input", "1,3,32,32", "--input", "1,3,32,32", "--shapes")
+    assert_one_line_error(
+        result, "the inputs have 2 positional tensors", "name the extra ones (--input NAME="
+    )

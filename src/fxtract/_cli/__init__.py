@@ -47,9 +47,14 @@ def _for_the_cli(message: str) -> str:
     message = message.replace("pass real example inputs", "pass real inputs with --inputs FILE")
     message = re.sub(r"Proxy\((\w+)\)", "the input's size", message)
     message = re.sub(r"select them with types=\[\w+\] or a pattern", "select them with a pattern", message)
+    message = message.replace("example_inputs has keyword arguments", "the inputs have keyword arguments")
+    message = re.sub(
+        r"example_inputs has (\d+) positional inputs", r"the inputs have \1 positional tensors", message
+    )
     message = message.replace(
-        "example_inputs has keyword arguments", "the inputs have keyword arguments"
-    )  # FX formats asserts with proxies
+        "pass the extra ones by name in a dict, or drop them",
+        "name the extra ones (--input NAME=SHAPE:DTYPE) or drop them",
+    )
     if "required positional argument" in message or "gives no value for forward() argument" in message:
         message = message.replace("example_inputs gives no value", "the inputs give no value")
         message += (
