@@ -150,7 +150,7 @@ def test_nodes_shapes_filter_and_modules():
     rows = [line.split(None, 1) for line in result.stdout.splitlines()]
     assert rows[0] == ["layer4.1.conv1", "[1, 512, 2, 2]"]
     assert all(shape == "[1, 512, 2, 2]" for _, shape in rows)
-    assert "input shape [1, 3, 64, 64]" in result.stderr
+    assert "inputs [1, 3, 64, 64] float32 (meta tensors" in result.stderr
     names = run("nodes", "torchvision:resnet18", "--modules").stdout.splitlines()
     i = names.index("layer1.1.relu_1")
     assert names[i : i + 3] == ["layer1.1.relu_1", "layer1.1", "layer1"]
@@ -199,7 +199,7 @@ def test_nodes_tree_json_timm_model():
     # timm's own leaves (BatchNormAct2d) come with timm: models; input size from its config.
     result = run("nodes", "timm:test_efficientnet", "--tree", "--json", "--depth", "2")
     assert result.exit_code == 0, result.stderr
-    assert "input shape [1, 3, 160, 160]" in result.stderr
+    assert "inputs [1, 3, 160, 160] float32" in result.stderr
     tree = json.loads(result.stdout)
     assert tree["target"] == "EfficientNet"
     blocks = next(c for c in tree["children"] if c["name"] == "blocks")
@@ -307,10 +307,10 @@ def test_strategy_auto_falls_back_and_says_so(untraceable_file):
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == "x" and "a" in result.stdout.split()
     assert "fxtract: warning: fxtract used strategy='export'; earlier strategies failed: fx:" in result.stderr
-    assert "input shape [1, 8]" in result.stderr
+    assert "inputs [1, 8] float32" in result.stderr
     # names from FX need no input at all
     fx = run("nodes", "torchvision:resnet18", "--strategy", "fx", "--filter", "fc")
-    assert fx.stdout.split() == ["fc"] and "input shape" not in fx.stderr
+    assert fx.stdout.split() == ["fc"] and "inputs" not in fx.stderr
 
 
 def test_describe_strategy_export_json(untraceable_file):
@@ -389,7 +389,7 @@ def test_error_model_with_two_inputs(tmp_path):
         )
     )
     result = run("nodes", f"{path}:build", "--shapes", "--input-size", "4")
-    assert_one_line_error(result, "argument 'b'", "several inputs use the Python API", "(x1, x2)")
+    assert_one_line_error(result, "argument 'b'", "--input NAME=SHAPE:DTYPE", "--inputs FILE")
 
 
 def test_error_patterns_matching_nothing():

@@ -55,7 +55,7 @@ from ._naming import (
     trace_modes,
     training_mode,
 )
-from ._select import Patterns, select_nodes
+from ._select import Patterns, check_patterns, select_nodes
 
 __all__ = ["NodeInfo", "NodeInfoList", "describe", "feature_info", "names_in_order"]
 
@@ -879,6 +879,7 @@ def _forward_error(model: nn.Module, recorder: _HookRecorder, e: Exception, real
         f"{recorder.where()}: {type(e).__name__}: {detail} (check example_inputs)."
     )
     err.reason = f"{recorder.where()}: {type(e).__name__}: {detail}"[:300]  # type: ignore[attr-defined]
+    err.bad_inputs = True  # type: ignore[attr-defined]  # the model's forward rejects example_inputs
     return err
 
 
@@ -1014,7 +1015,7 @@ def _describe(
     tracer_kwargs: Optional[dict[str, Any]],
     strategy: str,
 ) -> NodeInfoList:
-    inputs = normalize_inputs(example_inputs) if example_inputs is not None else None
+    inputs = normalize_inputs(example_inputs, model) if example_inputs is not None else None
     why: list[str] = []  # why the earlier strategies failed (strategy "auto")
     if strategy in ("auto", "fx"):
         result = _describe_fx(model, inputs, nodes, exclude, used, tracer_kwargs, strategy, why)
@@ -1200,6 +1201,8 @@ def describe(
         ('hooks', [('0', ((1, 8, 15, 15),)), ('1', ((1, 8, 15, 15),))])
     """
     check_strategy(strategy)
+    check_patterns(nodes, "nodes")
+    check_patterns(exclude, "exclude")
     if mode not in MODES:
         raise FxtractValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if not isinstance(model, nn.Module):
@@ -1250,6 +1253,7 @@ def feature_info(
         >>> feature_info(m, ["1"], torch.zeros(1, 3, 64, 64))
         [{'name': '1', 'num_chs': 8, 'reduction': 2, 'shape': (1, 8, 32, 32)}]
     """
+    check_patterns(names, "names")
     if mode not in ("train", "eval"):
         raise FxtractValueError(f"mode must be 'train' or 'eval', got {mode!r}.")
     infos = describe(

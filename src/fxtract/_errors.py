@@ -6,7 +6,9 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "ForwardError",
     "FxtractError",
+    "NotScriptableError",
     "NodeNotFoundError",
     "ReturnNodesError",
     "StrategyError",
@@ -43,6 +45,14 @@ class StrategyError(FxtractError, ValueError):
     """A strategy cannot do what was asked (a missing ``example_inputs``, a name at another granularity)."""
 
 
+class ForwardError(FxtractError, RuntimeError):
+    """The model's own forward failed on the ``example_inputs`` fxtract ran it with."""
+
+
+class NotScriptableError(FxtractError, RuntimeError):
+    """``torch.jit.script`` of an extractor whose code TorchScript cannot compile (strategies hooks, export)."""
+
+
 class FxtractTypeError(FxtractError, TypeError):
     """An argument has the wrong type."""
 
@@ -52,19 +62,50 @@ class FxtractValueError(FxtractError, ValueError):
 
 
 def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Return up to ``n`` candidates close to ``word``, best first ("did you mean")."""
+    """Return up to ``n`` candidates close to ``word``, best first ("did you mean").
+
+    Names are dotted paths: after the close spellings come the names that share the most
+    leading and trailing parts with ``word`` (``layer1.0.relu`` -> ``layer1.0.act1`` and
+    ``layer2.0.relu`` rank above ``layer4.1``).
+
+    Example:
+        >>> suggest("layer1.0.conv9", ["layer1.0.conv1", "layer4.1", "layer1.0.bn1"], n=2)
+        ['layer1.0.conv1', 'layer1.0.bn1']
+        >>> suggest("blocks.9.relu", ["stem", "blocks.0.conv", "blocks.0.relu"], n=1)
+        ['blocks.0.relu']
+    """
     pool = list(dict.fromkeys(candidates))
     close = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
-    if len(close) < n:
-        # Names are dotted paths: also offer names that share the longest leading path.
-        parts = word.split(".")
-        for depth in range(len(parts) - 1, 0, -1):
-            prefix = ".".join(parts[:depth]) + "."
-            extra = [c for c in pool if c.startswith(prefix) and c not in close]
-            if extra:
-                close.extend(extra[: n - len(close)])
-                break
+    parts = word.split(".")
+    if len(close) < n and len(parts) > 1:
+        scored = []
+        for c in pool:
+            if c in close:
+                continue
+            shared = _shared(parts, c.split("."))
+            if shared:
+                scored.append((-shared, -difflib.SequenceMatcher(None, word, c).ratio(), c))
+        close.extend(c for *_, c in sorted(scored)[: n - len(close)])
     return close[:n]
+
+
+def _shared(parts: list[str], other: list[str]) -> int:
+    """How many leading plus trailing dotted parts two names share (the last part may be a close spelling)."""
+    lead = 0
+    for a, b in zip(parts, other):
+        if a != b:
+            break
+        lead += 1
+    if lead >= min(len(parts), len(other)):
+        return lead
+    tail = 0
+    for a, b in zip(reversed(parts[lead:]), reversed(other[lead:])):
+        if a != b:
+            break
+        tail += 1
+    if not tail and difflib.SequenceMatcher(None, parts[-1], other[-1]).ratio() >= 0.75:
+        tail = 1  # ``relu_1`` / ``relu``: the same kind of node elsewhere
+    return lead + tail
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

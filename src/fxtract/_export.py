@@ -49,6 +49,7 @@ from torch import fx, nn
 from torch.fx.graph import _PyTreeCodeGen
 from torch.utils import _pytree as pytree
 
+from ._checks import check_extractor_call, check_input_dtype, not_scriptable
 from ._errors import (
     FxtractTypeError,
     FxtractValueError,
@@ -384,8 +385,8 @@ class ExportTrace:
         raise NodeNotFoundError(
             f"node {name!r} is not in the {self.mode}-mode graph (strategy='export')."
             f"{did_you_mean(name, candidates)} List the names with "
-            "get_graph_node_names(model, strategy='export', example_inputs=...) "
-            "or fxtract._export.export_module_calls(model, example_inputs)."
+            "fxtract.get_graph_node_names(model, strategy='export', example_inputs=...) "
+            "or fxtract.describe(model, example_inputs, strategy='export')."
         )
 
     def returned(self, name: str) -> tuple[pytree.TreeSpec, list[Any]]:
@@ -550,7 +551,7 @@ def trace_export(
             "strategy='export' needs example_inputs=... (a tensor, a tuple of arguments or a "
             "dict of keyword arguments) to run torch.export on."
         )
-    args, kwargs = normalize_inputs(example_inputs)
+    args, kwargs = normalize_inputs(example_inputs, model)
     leaf = LeafModuleAwareTracer(leaf_modules=default_tracer_kwargs(None)["leaf_modules"])
     return {mode: _trace_mode(model, args, kwargs, mode, dynamic_batch, leaf) for mode in MODES}
 
@@ -721,16 +722,19 @@ class _InputCheck(nn.Module):
     ``("value", v)`` for a constant export specialised on, or ``None``.
     """
 
-    def __init__(self, mode: str, names: list[str], specs: list[Any], ranges: dict[str, tuple]) -> None:
+    def __init__(
+        self, mode: str, names: list[str], specs: list[Any], ranges: dict[str, tuple], dtypes: Any = None
+    ) -> None:
         super().__init__()
         self.mode = mode
         self.names = names
         self.specs = specs
         self.ranges = ranges
+        self.dtypes = dtypes or {}  # input name -> the dtype exported with
 
     @staticmethod
     def from_trace(trace: ExportTrace) -> _InputCheck:
-        names, specs = [], []
+        names, specs, dtypes = [], [], {}
         ranges: dict[str, tuple[int, Optional[int]]] = {}
         for sym, vr in trace.range_constraints.items():
             upper = None if str(vr.upper) in ("int_oo", "oo") else int(vr.upper)
@@ -744,11 +748,12 @@ class _InputCheck(nn.Module):
                     for d in val.shape
                 ]
                 specs.append(("tensor", tuple(dims)))
+                dtypes[str(node.target)] = str(val.dtype)
             elif isinstance(val, (int, float, bool, str)):
                 specs.append(("value", val))
             else:
                 specs.append(None)
-        return _InputCheck(trace.mode, names, specs, ranges)
+        return _InputCheck(trace.mode, names, specs, ranges, dtypes)
 
     def forward(self, *inputs: Any) -> None:
         sizes: dict[str, int] = {}
@@ -761,6 +766,8 @@ class _InputCheck(nn.Module):
                     self._fail(f"{name} == {want!r}", repr(value))
                 continue
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+            if shape is not None:
+                check_input_dtype(name, str(value.dtype), getattr(self, "dtypes", {}).get(name), self.mode)
             expected = f"{name} of shape ({', '.join(str(d) if isinstance(d, int) else '*' for d in want)})"
             if shape is None or len(shape) != len(want):
                 self._fail(expected, str(shape) if shape is not None else type(value).__name__)
@@ -909,6 +916,10 @@ class ExportFeatureExtractor(fx.GraphModule):
         self._non_persistent_buffers_set.update(k for k in self._buffers if k.startswith("_fxtract_"))
         self.train_graph = train_graph
         self.eval_graph = eval_graph
+        self.register_forward_pre_hook(check_extractor_call, with_kwargs=True)
+
+    def __prepare_scriptable__(self) -> None:  # torch.jit.script calls it first
+        not_scriptable("export")
 
     def train(self, mode: bool = True) -> ExportFeatureExtractor:
         graph = self.train_graph if mode else self.eval_graph

@@ -8,7 +8,8 @@ from typing import Any, Optional, Union
 
 from torch import fx, nn
 
-from ._errors import FxtractTypeError, ReturnNodesError
+from ._checks import return_node_pairs
+from ._errors import ReturnNodesError
 from ._graph_module import DualGraphModule
 from ._naming import NodePathTracer, _warn_graph_differences, trace_modes
 from ._rewrite import (
@@ -27,18 +28,7 @@ ReturnNodes = Union[Iterable[str], Mapping[str, str]]
 
 
 def _to_dict(nodes: ReturnNodes, arg: str) -> dict[str, str]:
-    if isinstance(nodes, str):
-        nodes = [nodes]
-    if isinstance(nodes, Mapping):
-        pairs = [(str(k), str(v)) for k, v in nodes.items()]
-    else:
-        try:
-            pairs = [(str(n), str(n)) for n in nodes]
-        except TypeError:
-            raise FxtractTypeError(
-                f"{arg} must be a list of node names or a dict {{node name: output key}}, "
-                f"got {type(nodes).__name__}."
-            ) from None
+    pairs = return_node_pairs(nodes, arg)
     if not pairs:
         raise ReturnNodesError(f"{arg} is empty: name at least one node (see fxtract.get_graph_node_names).")
     out: dict[str, str] = {}

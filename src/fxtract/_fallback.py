@@ -13,7 +13,9 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
+from ._checks import raise_bad_inputs
 from ._errors import FxtractValueError, StrategyError, TraceError
+from ._inputs import normalize_inputs
 from ._naming import _warn_graph_differences, trace_modes
 
 STRATEGIES = ("auto", "fx", "export", "hooks")
@@ -112,6 +114,7 @@ def _feature_info(
                 model, list(keys), example_inputs, strategy=strategy, tracer_kwargs=tracer_kwargs
             )
     except Exception as e:  # best-effort: the extractor itself is fine
+        raise_bad_inputs(e)
         warnings.warn(f"extractor.feature_info is unavailable: {_short(e)}", stacklevel=4)
         return None
     return [{**i, "key": keys.get(i["name"], i["name"])} for i in infos]
@@ -134,6 +137,8 @@ def _create(
     check_strategy(strategy)
     if not isinstance(model, nn.Module):
         raise FxtractValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if example_inputs is not None:
+        normalize_inputs(example_inputs, model)  # they bind to forward, or a clear error now
 
     def fx_attempt(leaf_paths: set[str]) -> nn.Module:
         return build_fx_extractor(

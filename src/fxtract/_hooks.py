@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checks import check_extractor_call, check_not_root, forward_errors, not_scriptable
 from ._errors import (
     FxtractTypeError,
     FxtractValueError,
@@ -64,7 +65,7 @@ def hook_node_names(model: nn.Module, example_inputs: Any) -> tuple[list[str], l
         ['0', '1', '1_1']
     """
     _check_model(model)
-    args, kwargs = normalize_inputs(example_inputs)
+    args, kwargs = normalize_inputs(example_inputs, model)
     return _call_names(model, args, kwargs, True), _call_names(model, args, kwargs, False)
 
 
@@ -79,7 +80,12 @@ def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
 
     handles = []
     try:
-        with _buffers_restored(model), torch.no_grad(), training_mode(model, train):
+        with (
+            forward_errors(model, "strategy='hooks'"),
+            _buffers_restored(model),
+            torch.no_grad(),
+            training_mode(model, train),
+        ):
             for path, module in model.named_modules():
                 if path:
                     handles.append(module.register_forward_pre_hook(partial(pre_hook, path)))
@@ -205,6 +211,7 @@ def _module_of_call(model: nn.Module, name: str, paths: set[str]) -> str:
     """The path of the module whose call ``name`` denotes; raise if it denotes none."""
     if name in paths:
         return name
+    check_not_root(name, type(model).__name__)
     later = _LATER_CALL.fullmatch(name)
     if later and later.group(1) in paths:
         return later.group(1)
@@ -328,6 +335,7 @@ class HookFeatureExtractor(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Run the model on ``args``/``kwargs``; ``{output key: what that module call returned}``."""
+        check_extractor_call(self, args, kwargs)
         nodes = self.return_nodes
         if not nodes:
             return {}
@@ -365,3 +373,6 @@ class HookFeatureExtractor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"strategy='hooks', return_nodes={self.return_nodes}"
+
+    def __prepare_scriptable__(self) -> None:  # torch.jit.script calls it first
+        not_scriptable("hooks")

@@ -6,17 +6,19 @@ from typing import Any
 
 import torch
 
+from ._checks import check_forward_inputs
 from ._errors import FxtractTypeError
 
 __all__ = ["normalize_inputs"]
 
 
-def normalize_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def normalize_inputs(example_inputs: Any, model: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(args, kwargs)`` from the forms users pass.
 
     Accepted, as in ``torch.export``: a tuple of positional arguments; a dict of
     keyword arguments; ``(args_tuple, kwargs_dict)``; or any other object (a
-    tensor, a list of images) as the one positional argument.
+    tensor, a list of images) as the one positional argument. With ``model``, the
+    inputs must bind to ``model.forward`` (no extra positional input, no unknown keyword).
 
     Example:
         >>> import torch
@@ -24,6 +26,13 @@ def normalize_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, An
         >>> len(args), kwargs
         (1, {})
     """
+    args, kwargs = _split(example_inputs)
+    if model is not None:
+        check_forward_inputs(model, args, kwargs)
+    return args, kwargs
+
+
+def _split(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if example_inputs is None:
         raise FxtractTypeError(
             "example_inputs is None; pass a tensor, a tuple of arguments or a dict of keyword arguments."

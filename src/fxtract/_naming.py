@@ -25,6 +25,7 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
+from ._checks import check_trace_root, check_tracer_kwargs
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
 
 __all__ = [
@@ -249,6 +250,7 @@ class LeafModuleAwareTracer(fx.Tracer):
     """
 
     def __init__(self, *args: Any, leaf_modules: Optional[Iterable[Any]] = None, **kwargs: Any) -> None:
+        check_tracer_kwargs(type(self), leaf_modules, kwargs)
         self.leaf_modules = list(leaf_modules) if leaf_modules is not None else []
         types, ids, patterns = [], set(), []
         for item in self.leaf_modules:
@@ -460,6 +462,7 @@ class NodePathTracer(LeafModuleAwareTracer):
 
     # -- tracing ------------------------------------------------------------------------------
     def trace(self, root: Any, concrete_args: Optional[dict[str, Any]] = None) -> fx.Graph:
+        check_trace_root(root, concrete_args)
         if not isinstance(root, nn.Module):
             return super().trace(root, concrete_args)
         self._reset(root)

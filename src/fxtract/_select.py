@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ._errors import FxtractTypeError, FxtractValueError, NodeNotFoundError, did_you_mean
 
-__all__ = ["is_pattern", "select_nodes"]
+__all__ = ["check_patterns", "is_pattern", "select_nodes"]
 
 Patterns = Union[str, Iterable[str]]
 
@@ -80,6 +81,11 @@ def select_nodes(
     pattern_list = _as_list(patterns, "patterns")
     exclude_list = _as_list(exclude, "exclude")
     type_tuple = _as_types(types)
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise FxtractTypeError(
+            f"names must be a list of node names (fxtract.get_graph_node_names(model)[1]), got "
+            f"{type(names).__name__} {names!r:.60}."
+        )
     names = list(names)
     known = set(names)
 
@@ -89,15 +95,19 @@ def select_nodes(
         matches = _matches(pattern, names, known)
         if matches is None:  # an exact name not in ``names``
             if strict:
-                raise _not_found(f"node {pattern!r} is not in the model's graph.", pattern, names)
+                raise _not_found(f"node {pattern!r} is not in the model's graph.", pattern, names, name_types)
             if pattern not in extra:
                 extra.append(pattern)
             continue
         if not matches:
-            raise _not_found(f"pattern {pattern!r} matches no node name.", pattern, names)
+            raise _not_found(f"pattern {pattern!r} matches no node name.", pattern, names, name_types)
         chosen.update(matches)
 
     if type_tuple:
+        if name_types is not None and not isinstance(name_types, Mapping):
+            raise FxtractTypeError(
+                f"name_types must be a dict {{name: module class}}, got {type(name_types).__name__}."
+            )
         if name_types is None:
             raise FxtractValueError("select_nodes(types=...) needs name_types, the {name: module class} map.")
         by_type = [n for n, t in name_types.items() if isinstance(t, type) and issubclass(t, type_tuple)]
@@ -115,6 +125,12 @@ def select_nodes(
     for pattern in exclude_list:
         matches = _matches(pattern, names, known)
         if matches is None:
+            if pattern not in extra:  # a typo excludes nothing: say so, as an unmatched glob does
+                warnings.warn(
+                    f"exclude name {pattern!r} is not a node name, so it excludes nothing."
+                    f"{did_you_mean(pattern, names)} {_HOW_TO_LIST}",
+                    stacklevel=_caller_level(),
+                )
             removed.add(pattern)
             continue
         if not matches:
@@ -140,11 +156,89 @@ def _matches(pattern: str, names: list[str], known: set[str]) -> Optional[list[s
     return None
 
 
-def _not_found(message: str, pattern: str, names: list[str]) -> NodeNotFoundError:
-    # Suggestions come from the literal part of the pattern (``layer*.relux`` -> ``layer.relux``).
-    literal = pattern[len(_REGEX_PREFIX) :] if pattern.startswith(_REGEX_PREFIX) else pattern
-    literal = re.sub(r"[\\*?\[\]^$+(){}|]", "", literal)
-    return NodeNotFoundError(f"{message}{did_you_mean(literal, names)} {_HOW_TO_LIST}")
+def _not_found(
+    message: str, pattern: str, names: list[str], name_types: Optional[Mapping[str, type]] = None
+) -> NodeNotFoundError:
+    hint = _glob_hint(pattern, names, name_types or {}) if is_pattern(pattern) else ""
+    if not hint:
+        # Suggestions come from the literal part of the pattern (``layer*.relux`` -> ``layer.relux``).
+        literal = pattern[len(_REGEX_PREFIX) :] if pattern.startswith(_REGEX_PREFIX) else pattern
+        literal = re.sub(r"[\\*?\[\]^$+(){}|]", "", literal)
+        hint = did_you_mean(literal, names)
+    return NodeNotFoundError(f"{message}{hint} {_HOW_TO_LIST}")
+
+
+def _glob_hint(pattern: str, names: list[str], name_types: Mapping[str, type]) -> str:
+    """Names that end like a glob's last part: by module class (``relu*``: the ``ReLU`` modules), else by spelling.
+
+    ``layer*.relu*`` on a model whose ReLU modules are called ``act1`` suggests
+    ``layer1.0.act1``, not the ``layer4.1`` a prefix match would.
+    """
+    if pattern.startswith(_REGEX_PREFIX) or "." not in pattern:
+        return ""
+    head, _, rest = pattern.partition(".")
+    tail = rest.rpartition(".")[2]
+    lead = [n for n in names if fnmatch.fnmatchcase(n.split(".", 1)[0], head)] or names
+    by_type = [
+        n for n in lead if n in name_types and fnmatch.fnmatch(name_types[n].__name__.lower(), tail.lower())
+    ]
+    if by_type:
+        kinds = sorted({name_types[n].__name__ for n in by_type})
+        shown = ", ".join(repr(n) for n in by_type[:3])
+        more = f" and {len(by_type) - 3} more" if len(by_type) > 3 else ""
+        return (
+            f" The {'/'.join(kinds)} modules there are {shown}{more}: names follow the model's attributes, "
+            f"not the class, so select them with types=[{kinds[0]}] or a pattern like "
+            f"{_pattern_for(by_type)!r}."
+        )
+    ends = [n for n in lead if fnmatch.fnmatchcase(n.rpartition(".")[2], tail)]
+    if ends:
+        return " Names that end like it: " + ", ".join(repr(n) for n in ends[:3]) + "."
+    literal_tail = re.sub(r"[*?\[\]]", "", tail)
+    close = {n for n in lead if literal_tail and did_you_mean(literal_tail, [n.rpartition(".")[2]])}
+    if close:
+        return " Did you mean " + ", ".join(repr(n) for n in [n for n in lead if n in close][:3]) + "?"
+    return ""
+
+
+def _pattern_for(names: list[str]) -> str:
+    """A glob that matches ``names``: their common first part, ``*``, their common last-part prefix, ``*``."""
+    firsts = [n.split(".", 1)[0] for n in names]
+    lasts = [n.rpartition(".")[2] for n in names]
+    head = _common_prefix(firsts)
+    last = _common_prefix(lasts)
+    return f"{head}*.{last}*" if all("." in n for n in names) else f"{last}*"
+
+
+def _common_prefix(words: list[str]) -> str:
+    first, last = min(words), max(words)
+    k = 0
+    while k < min(len(first), len(last)) and first[k] == last[k]:
+        k += 1
+    return first[:k].rstrip("0123456789") if k < len(first) or len(words) > 1 else first
+
+
+def check_patterns(patterns: Optional[Patterns], arg: str) -> None:
+    """Raise :class:`FxtractTypeError` unless ``patterns`` is ``None``, a string or an iterable of strings.
+
+    Example:
+        >>> check_patterns(["layer1", "fc"], "nodes")
+        >>> check_patterns(5, "nodes")
+        Traceback (most recent call last):
+        ...
+        fxtract._errors.FxtractTypeError: nodes must be a string or an iterable of strings, got int.
+    """
+    _as_list(patterns, arg)
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside fxtract (the user's call)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fxtract."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _as_list(patterns: Optional[Patterns], arg: str) -> list[str]:
@@ -167,7 +261,15 @@ def _as_list(patterns: Optional[Patterns], arg: str) -> list[str]:
 def _as_types(types: Optional[Union[type, Iterable[type]]]) -> tuple[type, ...]:
     if types is None:
         return ()
-    items = (types,) if isinstance(types, type) else tuple(types)
+    if isinstance(types, type):
+        items: tuple[Any, ...] = (types,)
+    elif isinstance(types, Iterable) and not isinstance(types, str):
+        items = tuple(types)
+    else:
+        raise FxtractTypeError(
+            f"types must be a module class or a list of them (types=[nn.Conv2d]), got {type(types).__name__} "
+            f"{types!r:.60}."
+        )
     for item in items:
         if not isinstance(item, type):
             raise FxtractTypeError(f"types must contain classes, got {item!r} ({type(item).__name__}).")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional
@@ -40,14 +41,28 @@ def _user_errors() -> Iterator[None]:
 
 
 def _for_the_cli(message: str) -> str:
-    """The API's advice in the CLI's terms: its one input is a tensor of --input-size."""
-    message = message.replace("(check example_inputs)", "(check --input-size)")
-    message = message.replace("example_inputs gives no value", "the input of --input-size gives no value")
+    """The API's advice in the CLI's terms: the inputs come from --input-size, --input or --inputs."""
+    message = message.replace("(check example_inputs)", "(check --input-size / --input)")
+    message = message.replace("(check the shapes of example_inputs)", "(check --input-size / --input)")
+    message = message.replace("pass real example inputs", "pass real inputs with --inputs FILE")
+    message = re.sub(r"Proxy\((\w+)\)", "the input's size", message)
+    message = re.sub(r"select them with types=\[\w+\] or a pattern", "select them with a pattern", message)
+    message = message.replace("example_inputs has keyword arguments", "the inputs have keyword arguments")
+    message = re.sub(
+        r"example_inputs has (\d+) positional inputs", r"the inputs have \1 positional tensors", message
+    )
+    message = message.replace(
+        "pass the extra ones by name in a dict, or drop them",
+        "name the extra ones (--input NAME=SHAPE:DTYPE) or drop them",
+    )
     if "required positional argument" in message or "gives no value for forward() argument" in message:
+        message = message.replace("example_inputs gives no value", "the inputs give no value")
         message += (
-            " The CLI gives forward one tensor of --input-size; for a model with several inputs use the "
-            "Python API: fxtract.describe(model, (x1, x2))."
+            " Give every input with --input NAME=SHAPE:DTYPE (repeatable, e.g. --input input_ids=1,16:int64) "
+            "or --inputs FILE (a .pt or .safetensors of ready tensors)."
         )
+    if "AssertionError" in message and "check --input-size" in message:
+        message += " A model built for one input size takes it as an argument: --model-arg image_size=N."
     return message
 
 
@@ -68,16 +83,40 @@ class _UsageError(click.UsageError):
 def _parse_input_size(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Any:
     if value is None:
         return None
-    from ._models import parse_input_size
+    from ._inputs import parse_shape
 
     try:
-        return parse_input_size(value)
+        return parse_shape(value, "input size")
     except FxtractError as e:
         raise _BadParameter(str(e), ctx=ctx, param=param) from None
 
 
+def _parse_inputs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    from ._inputs import parse_input_spec
+
+    try:
+        return [parse_input_spec(v) for v in value]
+    except FxtractError as e:
+        raise _BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+def _parse_model_args(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    from ._inputs import parse_model_arg
+
+    args: dict[str, Any] = {}
+    try:
+        for text in value:
+            key, arg = parse_model_arg(text)
+            if key in args:
+                raise _BadParameter(f"{key} is given twice.", ctx=ctx, param=param)
+            args[key] = arg
+    except FxtractError as e:
+        raise _BadParameter(str(e), ctx=ctx, param=param) from None
+    return args
+
+
 def _model_options(func: Any) -> Any:
-    """MODEL, --input-size, --weights, --mode and --strategy, shared by every command."""
+    """MODEL, the input options, --model-arg, --weights, --mode and --strategy, shared by every command."""
     func = click.option(
         "--strategy",
         type=click.Choice(STRATEGIES),
@@ -85,7 +124,7 @@ def _model_options(func: Any) -> Any:
         show_default=True,
         help="How nodes are found: fx (symbolic tracing, op level), export (torch.export, op level) or "
         "hooks (module calls only); auto tries fx, FX with automatic leaves, export, then hooks. "
-        "export and hooks run the model on fake tensors of --input-size.",
+        "export and hooks run the model on fake tensors of the inputs.",
     )(func)
     func = click.option(
         "--mode",
@@ -102,33 +141,78 @@ def _model_options(func: Any) -> Any:
         help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
     )(func)
     func = click.option(
+        "--model-arg",
+        "model_args",
+        metavar="KEY=VALUE",
+        multiple=True,
+        callback=_parse_model_args,
+        help="Argument for the model's builder (image_size=64; int, float, true/false, none or text); "
+        "with hf-config: a config field. Repeatable.",
+    )(func)
+    func = click.option(
+        "--inputs",
+        "inputs_file",
+        metavar="FILE",
+        default=None,
+        help="Ready tensors: a .safetensors file (keyword inputs) or a torch.save file (a tensor, a tuple "
+        "of positional inputs or a dict of keyword inputs).",
+    )(func)
+    func = click.option(
+        "--input",
+        "input_specs",
+        metavar="[NAME=]SHAPE[:DTYPE]",
+        multiple=True,
+        callback=_parse_inputs,
+        help="One input tensor, whole shape with the batch dim: input_ids=1,16:int64 is a keyword input, "
+        "1,3,64,64 a positional one (dtype float32 unless given). Repeatable. Nothing is allocated.",
+    )(func)
+    func = click.option(
         "--input-size",
         metavar="C,H,W",
         callback=_parse_input_size,
         default=None,
         show_default="the model's config, else 3,224,224",
-        help="Size of one input sample; a batch dim of 1 is added.",
+        help="Size of one input sample (float32); a batch dim of 1 is added. Nothing is allocated: "
+        "shapes come from meta tensors.",
     )(func)
     func = click.argument("model", metavar="MODEL")(func)
     return func
 
 
-def _load(spec: str, weights: Optional[str]) -> LoadedModel:
+def _load(spec: str, weights: Optional[str], model_args: Optional[dict[str, Any]] = None) -> LoadedModel:
     from ._models import load_model
 
     click.echo(f"fxtract: loading {spec} ...", err=True)
-    loaded = load_model(spec, weights=weights)
+    loaded = load_model(spec, weights=weights, model_args=model_args)
     n_params = sum(p.numel() for p in loaded.model.parameters())
     click.echo(f"fxtract: {type(loaded.model).__name__}, {_count(n_params)} parameters", err=True)
     return loaded
 
 
+# A forward that needs tensor values cannot run on meta inputs; below this size it runs once on zeros.
+_MAX_REAL_INPUT_BYTES = 64 * 2**20
+
+
 def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo]:
     """``fxtract.describe``; its own warnings (strategy used, real forward) as ``fxtract:`` lines."""
     from .._describe import describe
+    from .._errors import StrategyError
+    from ._inputs import real_zeros
 
     with warnings.catch_warnings(record=True) as caught:
-        infos = describe(loaded.model, example, tracer_kwargs=loaded.tracer_kwargs, **kwargs)
+        try:
+            infos = describe(loaded.model, example, tracer_kwargs=loaded.tracer_kwargs, **kwargs)
+        except StrategyError as e:
+            if "example_inputs are on the meta device" not in str(e):
+                raise
+            zeros = real_zeros(example, max_bytes=_MAX_REAL_INPUT_BYTES)
+            if zeros is None:
+                raise StrategyError(
+                    f"{e} These inputs are over {_MAX_REAL_INPUT_BYTES >> 20} MiB, so the CLI does not make "
+                    "zeros of them: pass smaller ones (--input-size / --input) or your own with --inputs FILE."
+                ) from None
+            click.echo("fxtract: the forward needs tensor values: it runs on zeros of these shapes", err=True)
+            infos = describe(loaded.model, zeros, tracer_kwargs=loaded.tracer_kwargs, **kwargs)
     for w in caught:
         if w.filename == __file__:  # describe's warnings point at their caller: here
             click.echo(f"fxtract: warning: {' '.join(str(w.message).split())}", err=True)
@@ -137,12 +221,34 @@ def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo
     return infos
 
 
-def _input(loaded: LoadedModel, input_size: Optional[tuple[int, ...]]) -> Any:
-    from ._models import example_input
+def _input(
+    loaded: LoadedModel,
+    input_size: Optional[tuple[int, ...]],
+    input_specs: Sequence[Any] = (),
+    inputs_file: Optional[str] = None,
+) -> Any:
+    """The example inputs: ready tensors of --inputs, else meta tensors (no data) of the specs."""
+    from ._inputs import InputSpec, load_inputs, meta_inputs, summarize_inputs
 
-    size = input_size or loaded.input_size
-    click.echo(f"fxtract: input shape {_shape((1, *size))} (shapes from fake tensors)", err=True)
-    return example_input(size)
+    given = [
+        o for o, v in (("--input-size", input_size), ("--input", input_specs), ("--inputs", inputs_file)) if v
+    ]
+    if len(given) > 1:
+        raise _UsageError(f"{' and '.join(given)} both give the inputs: use one of them.")
+    if inputs_file:
+        example = load_inputs(inputs_file)
+        click.echo(f"fxtract: inputs {summarize_inputs(example)} (from {inputs_file})", err=True)
+        return example
+    if input_specs:
+        specs = list(input_specs)
+    elif input_size is None and loaded.inputs is not None:
+        specs = list(loaded.inputs)
+    else:
+        specs = [InputSpec(None, (1, *(input_size or loaded.input_size)))]
+    example = meta_inputs(specs)
+    label = ", ".join(s.label() for s in specs)
+    click.echo(f"fxtract: inputs {label} (meta tensors: shapes only, nothing allocated)", err=True)
+    return example
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,15 +304,18 @@ def _json(data: Any) -> None:
 def main() -> None:
     """List, describe and choose the intermediate nodes of a PyTorch model.
 
-    MODEL is torchvision:NAME, timm:NAME or path/to/file.py:FACTORY (a function
-    or class called with no arguments). Weights are random unless --weights
-    says otherwise, so nothing is downloaded by default.
+    MODEL is torchvision:NAME, timm:NAME, path/to/file.py:FACTORY (a function
+    or class, called with the --model-arg values) or hf-config:path/to/config.json
+    (a Hugging Face model built from a local config). Weights are random unless
+    --weights says otherwise, so nothing is downloaded by default.
 
     \b
     Examples:
       fxtract nodes torchvision:resnet18
       fxtract nodes timm:convnext_atto --tree --depth 2
       fxtract describe torchvision:resnet18 --nodes 'layer*.relu*'
+      fxtract nodes torchvision:vit_b_16 --model-arg image_size=64 --compute
+      fxtract describe hf-config:config.json --input input_ids=1,16:int64
     """
 
 
@@ -221,6 +330,12 @@ def main() -> None:
     help="Only names matching: exact, glob ('layer*.relu*') or 're:REGEX'. Repeatable.",
 )
 @click.option("--modules", is_flag=True, help="Also list module calls FX traces through (layer1, layer1.0).")
+@click.option(
+    "--compute",
+    is_flag=True,
+    help="Hide bookkeeping nodes (getattr, getitem, comparisons, asserts, size queries, parameter reads): "
+    "only nodes that compute a tensor.",
+)
 @click.option("--tree", is_flag=True, help="Print the module hierarchy with output shapes.")
 @click.option(
     "--depth",
@@ -233,12 +348,16 @@ def main() -> None:
 def nodes(
     model: str,
     input_size: Optional[tuple[int, ...]],
+    input_specs: list[Any],
+    inputs_file: Optional[str],
+    model_args: dict[str, Any],
     weights: Optional[str],
     mode: str,
     strategy: str,
     shapes: bool,
     filters: tuple[str, ...],
     modules: bool,
+    compute: bool,
     tree: bool,
     depth: Optional[int],
     as_json: bool,
@@ -251,24 +370,35 @@ def nodes(
     """
     if depth is not None and not tree:
         raise _UsageError("--depth only applies with --tree.")
+    if compute and tree:
+        raise _UsageError("--compute lists nodes; --tree shows module calls only: use one of them.")
     with _user_errors():
-        loaded = _load(model, weights)
+        loaded = _load(model, weights, model_args)
+
+        def example() -> Any:
+            return _input(loaded, input_size, input_specs, inputs_file)
+
         if tree:
-            infos = _describe(loaded, _input(loaded, input_size), nodes="*", mode=mode, strategy=strategy)
+            infos = _describe(loaded, example(), nodes="*", mode=mode, strategy=strategy)
             _print_tree(loaded, _with_ancestors(infos, filters), depth, as_json)
             return
         patterns: Any = list(filters) if filters else ("*" if modules else None)
         options = {"nodes": patterns, "mode": mode, "strategy": strategy}
-        # FX lists names without running anything; export and hooks need an input.
-        if shapes or strategy in ("export", "hooks"):
-            infos = _describe(loaded, _input(loaded, input_size), **options)
+        # FX lists names without running anything; export and hooks need an input, and so does
+        # --compute (a node computes a tensor when its output holds one).
+        if shapes or compute or strategy in ("export", "hooks") or input_specs or inputs_file:
+            infos = _describe(loaded, example(), **options)
         else:
             try:
                 infos = _describe(loaded, None, **options)
             except FxtractError as e:
                 if not getattr(e, "needs_inputs", False):  # FX failed: auto goes on with an input
                     raise
-                infos = _describe(loaded, _input(loaded, input_size), **options)
+                infos = _describe(loaded, example(), **options)
+        if compute:
+            shown = [i for i in infos if not _is_bookkeeping(i)]
+            click.echo(f"fxtract: --compute hides {len(infos) - len(shown)} bookkeeping nodes", err=True)
+            infos = shown
         if as_json:
             keep_shapes = shapes
             _json([_info_dict(i, keep_shapes) for i in infos])
@@ -303,6 +433,9 @@ def nodes(
 def describe_command(
     model: str,
     input_size: Optional[tuple[int, ...]],
+    input_specs: list[Any],
+    inputs_file: Optional[str],
+    model_args: dict[str, Any],
     weights: Optional[str],
     mode: str,
     strategy: str,
@@ -320,8 +453,8 @@ def describe_command(
       fxtract describe torchvision:resnet18 --nodes 'layer*' --exclude 're:.*bn\\d'
     """
     with _user_errors():
-        loaded = _load(model, weights)
-        example = _input(loaded, input_size)
+        loaded = _load(model, weights, model_args)
+        example = _input(loaded, input_size, input_specs, inputs_file)
         infos = _describe(
             loaded, example, nodes=list(patterns) or None, exclude=exclude, mode=mode, strategy=strategy
         )
@@ -339,6 +472,33 @@ def describe_command(
                 row.append(info.modes)
             rows.append(row)
         click.echo(_table(rows, header, right=(5,)))
+
+
+# Nodes that move values around or check them, but compute no tensor of their own.
+_BOOKKEEPING = frozenset(
+    {
+        "getattr",
+        "operator.getitem",
+        "torch._assert",
+        "torch._assert_async",
+        "size",
+        "dim",
+        "numel",
+        "len",
+        "aten.sym_size.int",
+        "aten._assert_scalar.default",
+        "aten._assert_tensor_metadata.default",
+    }
+)
+
+
+def _is_bookkeeping(info: NodeInfo) -> bool:
+    """A getattr / getitem / assert / size query, a parameter read, or an op whose output holds no tensor."""
+    if info.kind in ("input", "module", "output"):
+        return False
+    if info.kind == "attribute" or info.target in _BOOKKEEPING:
+        return True
+    return not info.shapes  # int arithmetic on sizes, comparisons: no tensor comes out
 
 
 def _info_dict(info: NodeInfo, with_shapes: bool) -> dict[str, Any]:

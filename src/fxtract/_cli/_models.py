@@ -1,4 +1,7 @@
-"""Loading a model from a command-line MODEL spec (``torchvision:NAME``, ``timm:NAME``, ``file.py:factory``).
+"""Loading a model from a command-line MODEL spec.
+
+``torchvision:NAME``, ``timm:NAME``, ``path/to/file.py:factory`` or ``hf-config:path/to/config.json``
+(a Hugging Face model built from a local config, random weights, offline).
 
 Importing this module does not import torch; each function imports what it needs.
 """
@@ -8,13 +11,13 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from .._errors import FxtractError, FxtractValueError, did_you_mean
+from .._errors import FxtractError, did_you_mean
+from ._inputs import InputSpec, ModelSpecError, parse_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,11 +36,8 @@ __all__ = [
 DEFAULT_INPUT_SIZE = (3, 224, 224)
 _VIDEO_FRAMES = 16  # frames for a video model whose weights name no minimum
 
-SPEC_HELP = "torchvision:NAME, timm:NAME or path/to/file.py:factory"
-
-
-class ModelSpecError(FxtractValueError):
-    """A MODEL spec, ``--weights`` or ``--input-size`` the command line cannot use."""
+SPEC_HELP = "torchvision:NAME, timm:NAME, path/to/file.py:factory or hf-config:path/to/config.json"
+_HF_TEXT_LENGTH = 16  # tokens in the default input of a Hugging Face text model
 
 
 class MissingPackageError(FxtractError, ImportError):
@@ -55,34 +55,32 @@ class LoadedModel:
             (``(3, 224, 224)``), from the model's config when known.
         tracer_kwargs: tracer options the model's library recommends (timm's leaf
             modules and functions), or ``None``.
+        inputs: the default inputs when the model takes something other than one image
+            (a Hugging Face text model's ``input_ids``); ``None``: one tensor of ``input_size``.
     """
 
     model: nn.Module
     spec: str
     input_size: tuple[int, ...] = DEFAULT_INPUT_SIZE
     tracer_kwargs: Optional[dict[str, Any]] = field(default=None)
+    inputs: Optional[list[InputSpec]] = field(default=None)
 
 
 def parse_input_size(text: str) -> tuple[int, ...]:
     """``"3,224,224"`` -> ``(3, 224, 224)``; commas, ``x`` or spaces separate the sizes.
 
     Raises:
-        ModelSpecError: not a list of positive integers.
+        InputSpecError: not a list of positive integers, an empty field, a size too large.
 
     Example:
         >>> parse_input_size("3,224,224"), parse_input_size("3x32x32")
         ((3, 224, 224), (3, 32, 32))
     """
-    parts = [p for p in re.split(r"[,x\s]+", text.strip().lower()) if p]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ModelSpecError(
-            f"input size must be positive integers separated by commas, like 3,224,224; got {text!r}."
-        )
-    return tuple(int(p) for p in parts)
+    return parse_shape(text, "input size")
 
 
 def example_input(input_size: tuple[int, ...], batch: int = 1) -> torch.Tensor:
-    """A zero tensor of shape ``(batch, *input_size)`` (what the command line describes with).
+    """A zero tensor of shape ``(batch, *input_size)``: real memory (``describe`` needs none: meta tensors).
 
     Example:
         >>> example_input((3, 8, 8)).shape
@@ -93,16 +91,22 @@ def example_input(input_size: tuple[int, ...], batch: int = 1) -> torch.Tensor:
     return torch.zeros(batch, *input_size)
 
 
-def load_model(spec: str, *, weights: Optional[str] = None) -> LoadedModel:
+def load_model(
+    spec: str, *, weights: Optional[str] = None, model_args: Optional[dict[str, Any]] = None
+) -> LoadedModel:
     """Build the model a spec names, with random weights unless ``weights`` says otherwise.
 
     Args:
         spec: ``torchvision:NAME`` (``torchvision.models.get_model``), ``timm:NAME``
-            (``timm.create_model``) or ``path/to/file.py:factory`` (a function or class in
-            that file, called with no arguments, or a module instance).
+            (``timm.create_model``), ``path/to/file.py:factory`` (a function or class in
+            that file, called with ``model_args``, or a module instance) or
+            ``hf-config:path`` (a ``config.json`` or its folder: ``transformers.AutoModel``
+            built from it with random weights, offline).
         weights: ``None`` (random weights, nothing downloaded), ``"DEFAULT"`` (the
             library's pretrained weights, downloaded) or the path of a state dict
             (``torch.save`` file or ``.safetensors``).
+        model_args: keyword arguments for the builder (``{"image_size": 64}``); for
+            ``hf-config:`` they override config fields.
 
     Raises:
         ModelSpecError: unknown model (with suggestions), a file without the factory
@@ -117,14 +121,20 @@ def load_model(spec: str, *, weights: Optional[str] = None) -> LoadedModel:
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(f"MODEL must be {SPEC_HELP}; got {spec!r}.")
     spec = spec.strip()
+    kwargs = dict(model_args or {})
     if spec.startswith("torchvision:"):
-        loaded = _load_torchvision(spec[len("torchvision:") :], weights)
+        loaded = _load_torchvision(spec[len("torchvision:") :], weights, kwargs)
     elif spec.startswith("timm:"):
-        loaded = _load_timm(spec[len("timm:") :], weights)
+        loaded = _load_timm(spec[len("timm:") :], weights, kwargs)
+    elif spec.startswith("hf-config:"):
+        loaded = _load_hf_config(spec[len("hf-config:") :], weights, kwargs)
     elif ".py:" in spec or spec.endswith(".py"):
-        loaded = _load_file(spec, weights)
+        loaded = _load_file(spec, weights, kwargs)
     else:
         raise ModelSpecError(f"MODEL must be {SPEC_HELP}; got {spec!r}.{_guess_library(spec)}")
+    size = kwargs.get("image_size", kwargs.get("img_size"))
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and loaded.inputs is None:
+        loaded.input_size = (*loaded.input_size[:-2], size, size)  # the size the model was built for
     loaded.spec = spec
     loaded.model.eval()
     return loaded
@@ -143,7 +153,7 @@ def _import(package: str, extra: str) -> Any:
         ) from None
 
 
-def _load_torchvision(name: str, weights: Optional[str]) -> LoadedModel:
+def _load_torchvision(name: str, weights: Optional[str], model_args: dict[str, Any]) -> LoadedModel:
     _import("torchvision", "vision")
     from torchvision import models
 
@@ -159,10 +169,12 @@ def _load_torchvision(name: str, weights: Optional[str]) -> LoadedModel:
         # Detection and segmentation builders load ImageNet backbone weights by default (a download).
         kwargs["weights_backbone"] = None
     try:
-        model = models.get_model(name, **kwargs)
+        model = models.get_model(name, **kwargs, **model_args)
     except Exception as e:
         what = "download the weights of" if use_default else "build"
-        raise ModelSpecError(f"could not {what} torchvision:{name}: {_first_line(e)}") from None
+        raise ModelSpecError(
+            f"could not {what} torchvision:{name}{_with(model_args)}: {_first_line(e)}{_check_args(model_args)}"
+        ) from None
     if weights is not None and not use_default:
         _load_state_dict(model, weights)
     return LoadedModel(model, f"torchvision:{name}", _torchvision_input_size(name))
@@ -195,7 +207,7 @@ def _torchvision_input_size(name: str) -> tuple[int, ...]:
 # timm
 
 
-def _load_timm(name: str, weights: Optional[str]) -> LoadedModel:
+def _load_timm(name: str, weights: Optional[str], model_args: dict[str, Any]) -> LoadedModel:
     timm = _import("timm", "timm")
     is_hub = name.startswith(("hf-hub:", "hf_hub:"))
     if not is_hub and not timm.is_model(name.split(".", 1)[0]):
@@ -205,10 +217,12 @@ def _load_timm(name: str, weights: Optional[str]) -> LoadedModel:
         )
     use_default = weights is not None and weights.upper() == "DEFAULT"
     try:
-        model = timm.create_model(name, pretrained=use_default)
+        model = timm.create_model(name, pretrained=use_default, **model_args)
     except Exception as e:
         what = "download the weights of" if use_default else "build"
-        raise ModelSpecError(f"could not {what} timm:{name}: {_first_line(e)}") from None
+        raise ModelSpecError(
+            f"could not {what} timm:{name}{_with(model_args)}: {_first_line(e)}{_check_args(model_args)}"
+        ) from None
     if weights is not None and not use_default:
         _load_state_dict(model, weights)
     return LoadedModel(model, f"timm:{name}", _config_input_size(model), _timm_tracer_kwargs())
@@ -234,10 +248,65 @@ def _config_input_size(model: Any) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# hf-config:path/to/config.json
+
+
+def _load_hf_config(path_text: str, weights: Optional[str], model_args: dict[str, Any]) -> LoadedModel:
+    """``transformers.AutoModel.from_config`` on a local config: random weights, nothing downloaded."""
+    transformers = _import("transformers", "hf")
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise ModelSpecError(
+            f"no such file or folder: {path_text!r} (hf-config: takes a Hugging Face config.json or its folder)."
+        )
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelSpecError(
+            f"{path_text!r} has no config.json (hf-config: takes a config.json or its folder)."
+        )
+    try:
+        config = transformers.AutoConfig.from_pretrained(os.fspath(path), local_files_only=True, **model_args)
+    except Exception as e:
+        raise ModelSpecError(
+            f"could not read the Hugging Face config {path_text!r}: {_first_line(e)}. It needs a "
+            '"model_type" transformers knows (print it with transformers.AutoConfig.for_model(...).to_json_string()).'
+        ) from None
+    try:
+        model = transformers.AutoModel.from_config(config)
+    except Exception as e:
+        raise ModelSpecError(f"could not build a model from {path_text!r}: {_first_line(e)}") from None
+    if weights is not None:
+        if weights.upper() == "DEFAULT":
+            raise ModelSpecError(
+                "--weights DEFAULT needs a hub name; for hf-config:, pass a state dict path."
+            )
+        _load_state_dict(model, weights)
+    return LoadedModel(model, f"hf-config:{path_text}", DEFAULT_INPUT_SIZE, inputs=_hf_inputs(model, config))
+
+
+def _hf_inputs(model: Any, config: Any) -> list[InputSpec]:
+    """The default inputs of a Hugging Face model: its main input, and decoder ids for seq2seq."""
+    main = getattr(model, "main_input_name", "input_ids")
+    if main == "pixel_values":
+        size = getattr(config, "image_size", 224)
+        size = size if isinstance(size, int) else 224
+        inputs = [InputSpec(main, (1, getattr(config, "num_channels", 3), size, size))]
+    elif main == "input_values":  # speech: a second of 16 kHz audio
+        inputs = [InputSpec(main, (1, 16000))]
+    elif main == "input_features":  # whisper: log-mel frames
+        frames = 2 * getattr(config, "max_source_positions", 1500)
+        inputs = [InputSpec(main, (1, getattr(config, "num_mel_bins", 80), frames))]
+    else:
+        inputs = [InputSpec(main, (1, _HF_TEXT_LENGTH), "int64")]
+    if getattr(config, "is_encoder_decoder", False):
+        inputs.append(InputSpec("decoder_input_ids", (1, _HF_TEXT_LENGTH), "int64"))
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------
 # path/to/file.py:factory
 
 
-def _load_file(spec: str, weights: Optional[str]) -> LoadedModel:
+def _load_file(spec: str, weights: Optional[str], model_args: dict[str, Any]) -> LoadedModel:
     from torch import nn
 
     path_text, _, factory_name = spec.rpartition(":") if not spec.endswith(".py") else (spec, "", "")
@@ -257,12 +326,20 @@ def _load_file(spec: str, weights: Optional[str]) -> LoadedModel:
             f"It defines {_listing(candidates)}."
         )
     if isinstance(factory, nn.Module):
+        if model_args:
+            raise ModelSpecError(
+                f"{path_text}:{factory_name} is a module instance, so --model-arg has nothing to call; "
+                "name a function or class instead."
+            )
         model = factory
     elif callable(factory):
         try:
-            model = factory()
+            model = factory(**model_args)
         except Exception as e:
-            raise ModelSpecError(f"{path_text}:{factory_name}() failed: {_first_line(e)}") from None
+            call = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
+            raise ModelSpecError(
+                f"{path_text}:{factory_name}({call}) failed: {_first_line(e)}{_check_args(model_args)}"
+            ) from None
     else:
         raise ModelSpecError(
             f"{path_text}:{factory_name} is a {type(factory).__name__}, not a function, class or module."
@@ -354,6 +431,14 @@ def _load_state_dict(model: nn.Module, weights: str) -> None:
         problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]!r})")
     if problems:
         raise ModelSpecError(f"weights {weights!r} do not fit the model: {', '.join(problems)}.")
+
+
+def _with(model_args: dict[str, Any]) -> str:
+    return " with " + ", ".join(f"{k}={v!r}" for k, v in model_args.items()) if model_args else ""
+
+
+def _check_args(model_args: dict[str, Any]) -> str:
+    return " (check the --model-arg values)" if model_args else ""
 
 
 def _first_line(e: BaseException) -> str:
