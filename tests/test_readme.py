@@ -8,7 +8,8 @@ that rebuilds the virtual environment) is skipped when the line before it is
 (``pytest_terminal_summary`` in ``conftest.py``).
 
 Every block runs in a temporary folder holding ``examples/`` and ``tests/`` of this
-checkout, so a block that writes files leaves nothing behind and paths such as
+checkout and the small inputs the README's examples name (``photos/``: an image folder of two
+classes, ``cat.jpg``), so a block that writes files leaves nothing behind and paths such as
 ``examples/models.py`` resolve.
 """
 
@@ -79,11 +80,26 @@ def fxtract_commands(code: str) -> list[list[str]]:
     return commands
 
 
+def make_photos(folder: Path, per_class: int = 4, size: int = 64) -> None:
+    """An ImageFolder-style folder of random JPEGs in two classes, and ``cat.jpg`` beside it."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (folder / "photos" / label).mkdir(parents=True)
+        for k in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / "photos" / label / f"{k}.jpg")
+    (folder / "cat.jpg").write_bytes((folder / "photos" / "cats" / "0.jpg").read_bytes())
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("examples", "tests"):
         if (ROOT / name).is_dir():
             (tmp_path / name).symlink_to(ROOT / name, target_is_directory=True)
+    make_photos(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
