@@ -41,6 +41,7 @@ from ._errors import (
     FxtractTypeError,
     FxtractValueError,
     NodeNotFoundError,
+    ShapeInferenceError,
     StrategyError,
     TraceError,
 )
@@ -55,11 +56,11 @@ from ._naming import (
     trace_modes,
     training_mode,
 )
+from ._options import DESCRIBE_MODES, check_choice
 from ._select import Patterns, select_nodes
 
 __all__ = ["NodeInfo", "NodeInfoList", "describe", "feature_info", "names_in_order"]
 
-MODES = ("train", "eval", "both")
 
 _KINDS = {
     "placeholder": "input",
@@ -436,12 +437,11 @@ class _ShapeInterpreter(fx.Interpreter):
             hint = (
                 "its output depends on tensor values, which describe() cannot know without running the model"
             )
-        err = FxtractValueError(
+        return ShapeInferenceError(
             f"cannot infer the shapes of node {name!r} ({_KINDS.get(n.op, n.op)} "
-            f"{self._target(n)}) from input shapes {shapes}: {type(e).__name__}: {detail} ({hint})."
+            f"{self._target(n)}) from input shapes {shapes}: {type(e).__name__}: {detail} ({hint}).",
+            data_dependent=data_dependent,
         )
-        err.data_dependent = data_dependent  # type: ignore[attr-defined]
-        return err
 
     def _target(self, n: fx.Node) -> str:
         if n.op == "call_module":
@@ -844,10 +844,11 @@ def _hook_calls(
                 raise _forward_error(model, recorder, e, real) from e
             if not allow_real:
                 err = _forward_error(model, recorder, e, real)
-                err.reason = (  # type: ignore[attr-defined]
-                    f"{recorder.where()}: it needs tensor values, and a real forward runs only in the "
-                    "mode described"
-                )
+                if isinstance(err, ShapeInferenceError):
+                    err.reason = (
+                        f"{recorder.where()}: it needs tensor values, and a real forward runs only in the "
+                        "mode described"
+                    )
                 raise err from e
             reason = f"{type(model).__name__} cannot run on fake tensors ({recorder.where()}: {_short(e)})"
             if _model_placement(model)[0]:
@@ -874,12 +875,12 @@ def _forward_error(model: nn.Module, recorder: _HookRecorder, e: Exception, real
         return e
     detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
     run = "a real forward" if real else "a forward on fake tensors"
-    err = FxtractValueError(
+    return ShapeInferenceError(
         f"cannot infer the shapes of {type(model).__name__} (strategy='hooks'): {run} failed "
-        f"{recorder.where()}: {type(e).__name__}: {detail} (check example_inputs)."
+        f"{recorder.where()}: {type(e).__name__}: {detail} (check example_inputs).",
+        data_dependent=_needs_values(e),
+        reason=f"{recorder.where()}: {type(e).__name__}: {detail}"[:300],
     )
-    err.reason = f"{recorder.where()}: {type(e).__name__}: {detail}"[:300]  # type: ignore[attr-defined]
-    return err
 
 
 class _HookView:
@@ -923,7 +924,8 @@ def _hook_views(
         except FxtractError as e:
             if m in used:
                 raise
-            views[m], skipped[m] = _NoGraph(), getattr(e, "reason", None) or _short(e)
+            reason = e.reason if isinstance(e, ShapeInferenceError) else ""
+            views[m], skipped[m] = _NoGraph(), reason or _short(e)
             continue
         views[m] = _HookView(model, calls)
         if reason is not None:
@@ -1021,12 +1023,11 @@ def _describe(
         if result is not None:
             return result
         if inputs is None:
-            err = StrategyError(
+            raise StrategyError(
                 f"FX cannot trace {type(model).__name__} ({'; '.join(why)}), even with automatic leaves; pass "
-                "example_inputs=... so describe() can name the nodes with torch.export or hooks."
+                "example_inputs=... so describe() can name the nodes with torch.export or hooks.",
+                needs_inputs=True,
             )
-            err.needs_inputs = True  # type: ignore[attr-defined]
-            raise err
     if strategy in ("auto", "export"):
         _needs_inputs("export", example_inputs)
         assert inputs is not None
@@ -1106,7 +1107,7 @@ def _describe_fx(
                 views[m].infer(inputs[0], inputs[1], training=(m == "train"))
         except FxtractValueError as e:
             # Tensor values read inside a leaf: only hooks (a real forward) can tell the shapes.
-            if strategy == "fx" or not getattr(e, "data_dependent", False):
+            if strategy == "fx" or not (isinstance(e, ShapeInferenceError) and e.data_dependent):
                 raise
             why.append(f"{'automatic leaves' if leaves else 'fx'}: {str(e)[:200]}")
             return None
@@ -1200,8 +1201,7 @@ def describe(
         ('hooks', [('0', ((1, 8, 15, 15),)), ('1', ((1, 8, 15, 15),))])
     """
     check_strategy(strategy)
-    if mode not in MODES:
-        raise FxtractValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    check_choice("mode", mode, DESCRIBE_MODES)
     if not isinstance(model, nn.Module):
         raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     used = ("train", "eval") if mode == "both" else (mode,)

@@ -285,9 +285,9 @@ def _export(
         f"torch.export could not export {type(model).__name__} in {mode} mode: "
         f"{type(cause).__name__}: {text}\n"
         "Remedies: check that example_inputs are what forward expects, make data-dependent "
-        "control flow shape-only or use torch.cond, or use strategy='hooks'."
+        "control flow shape-only or use torch.cond, or use strategy='hooks'.",
+        cause=cause,
     )
-    err.cause = cause  # type: ignore[attr-defined]
     raise err from cause
 
 

@@ -13,17 +13,16 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from ._errors import FxtractValueError, StrategyError, TraceError
+from ._errors import FxtractValueError, StrategyError, TraceError, summarize
 from ._naming import _warn_graph_differences, trace_modes
+from ._options import STRATEGIES, check_choice
 
-STRATEGIES = ("auto", "fx", "export", "hooks")
 # A model with more failing modules than this is not worth tracing piecewise.
 MAX_AUTO_LEAVES = 64
 
 
 def check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise FxtractValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    check_choice("strategy", strategy, STRATEGIES)
 
 
 def _needs_inputs(strategy: str, example_inputs: Any) -> None:
@@ -34,10 +33,7 @@ def _needs_inputs(strategy: str, example_inputs: Any) -> None:
         )
 
 
-def _short(e: BaseException) -> str:
-    cause = getattr(e, "cause", None) or e
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text}"[:200]
+_short = summarize
 
 
 def _with_auto_leaves(
@@ -47,7 +43,7 @@ def _with_auto_leaves(
     leaves: dict[str, str] = {}
     error = first_error
     while True:
-        path = getattr(error, "module_path", "")
+        path = error.module_path
         if not path or path in leaves or len(leaves) >= MAX_AUTO_LEAVES:
             raise error
         leaves[path] = _short(error)

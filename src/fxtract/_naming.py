@@ -26,6 +26,7 @@ from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
+from ._options import NAMINGS, check_choice
 
 __all__ = [
     "LeafModuleAwareTracer",
@@ -37,7 +38,6 @@ __all__ = [
     "last_call_under",
 ]
 
-NAMINGS = ("fxtract", "torchvision")
 
 _ILLEGAL = re.compile(r"[^0-9a-zA-Z_]+")
 _TV_SUFFIX = re.compile(r".+_[0-9]+$")
@@ -435,8 +435,7 @@ class NodePathTracer(LeafModuleAwareTracer):
     """
 
     def __init__(self, *args: Any, naming: str = "fxtract", **kwargs: Any) -> None:
-        if naming not in NAMINGS:
-            raise FxtractValueError(f"naming must be one of {NAMINGS}, got {naming!r}.")
+        check_choice("naming", naming, NAMINGS)
         self.naming = naming
         super().__init__(*args, **kwargs)
         self._reset()
@@ -493,11 +492,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             "pass concrete_args for Python-level arguments, or use strategy='auto' (the default), which "
             "falls back to automatic leaves, torch.export or hooks."
         )
-        err = TraceError(msg)
-        err.module_path = path  # type: ignore[attr-defined]
-        err.module_type = cls  # type: ignore[attr-defined]
-        err.cause = e  # type: ignore[attr-defined]
-        return err
+        return TraceError(msg, module_path=path, module_type=cls, cause=e)
 
     @contextlib.contextmanager
     def _patches(self) -> Iterator[None]:

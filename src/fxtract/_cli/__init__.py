@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from .. import __version__
-from .._errors import FxtractError
+from .._errors import FxtractError, StrategyError
+from .._options import DESCRIBE_MODES as MODES
+from .._options import STRATEGIES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._describe import NodeInfo
@@ -25,9 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["main"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-MODES = ("train", "eval", "both")
-# fxtract._fallback.STRATEGIES, repeated here so that --help does not import torch.
-STRATEGIES = ("auto", "fx", "export", "hooks")
 
 
 @contextlib.contextmanager
@@ -266,7 +265,9 @@ def nodes(
             try:
                 infos = _describe(loaded, None, **options)
             except FxtractError as e:
-                if not getattr(e, "needs_inputs", False):  # FX failed: auto goes on with an input
+                if not (
+                    isinstance(e, StrategyError) and e.needs_inputs
+                ):  # FX failed: auto goes on with an input
                     raise
                 infos = _describe(loaded, _input(loaded, input_size), **options)
         if as_json:
