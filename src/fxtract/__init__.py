@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     FxtractError,
+    FxtractTypeError,
+    FxtractValueError,
     NodeNotFoundError,
     ReturnNodesError,
     StrategyError,
@@ -40,6 +42,8 @@ _LAZY = {
 __all__ = [
     "DualGraphModule",
     "FxtractError",
+    "FxtractTypeError",
+    "FxtractValueError",
     "LeafModuleAwareTracer",
     "NodeInfo",
     "NodeInfoList",
