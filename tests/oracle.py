@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from fxtract._naming import _UniqueNamer
+from fxtract._naming import UniqueNamer
 
 
 def _clone(x):
@@ -18,7 +18,7 @@ def _clone(x):
 
 def module_outputs(model: nn.Module, *args, **kwargs) -> dict[str, object]:
     """``{call name: output}`` for every submodule call, names as fxtract gives them (``P``, ``P_1``)."""
-    namer = _UniqueNamer([n for n, _ in model.named_modules()])
+    namer = UniqueNamer([n for n, _ in model.named_modules()])
     calls: dict[str, list] = defaultdict(list)
     order: list[tuple[str, int]] = []
     handles = []

@@ -34,8 +34,8 @@ _LAZY = {
     "DualGraphModule": "_graph_module",
     "describe": "_describe",
     "feature_info": "_describe",
-    "NodeInfo": "_describe",
-    "NodeInfoList": "_describe",
+    "NodeInfo": "_info",
+    "NodeInfoList": "_info",
     "select_nodes": "_select",
 }
 
@@ -61,9 +61,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._describe import NodeInfo, NodeInfoList, describe, feature_info
+    from ._describe import describe, feature_info
     from ._extractor import create_feature_extractor
     from ._graph_module import DualGraphModule
+    from ._info import NodeInfo, NodeInfoList
     from ._naming import (
         LeafModuleAwareTracer,
         NodePathTracer,

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import fx, nn
@@ -45,16 +44,27 @@ from ._errors import (
     StrategyError,
     TraceError,
 )
+from ._fake import (
+    dtype_name,
+    has_meta,
+    model_placement,
+    needs_values,
+    param_count,
+    qualified_name,
+    quiet_fake_tensor_log,
+    shapes_dtypes,
+    to_meta,
+)
 from ._fallback import _needs_inputs, _short, _warn_fallback, _with_auto_leaves, check_strategy
+from ._info import NodeInfo, NodeInfoList
 from ._inputs import normalize_inputs
+from ._model_state import ModelSnapshot, stand_ins, training_mode
 from ._naming import (
     ModuleCall,
     NodePathTracer,
-    _ModelSnapshot,
-    _UniqueNamer,
+    UniqueNamer,
     last_call_under,
     trace_modes,
-    training_mode,
 )
 from ._options import DESCRIBE_MODES, check_choice
 from ._select import Patterns, select_nodes
@@ -70,97 +80,6 @@ _KINDS = {
     "get_attr": "attribute",
     "output": "output",
 }
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node of a traced model (or one module call), as :func:`describe` reports it.
-
-    Attributes:
-        name: the node's name, as ``create_feature_extractor`` accepts it.
-        kind: ``"input"``, ``"module"``, ``"function"``, ``"method"``, ``"attribute"`` or
-            ``"output"``. Module calls that FX traces through (``layer1``) are ``"module"``
-            too: their output is what the call returned. With strategy ``"export"`` a node
-            is ``"input"``, ``"module"`` (the value a module call returned) or
-            ``"function"`` (an ATen op); with ``"hooks"`` every node is a ``"module"`` call.
-        target: the module's class name, the function's qualified name
-            (``torch.flatten``, ``operator.add``; ``aten.conv2d.default`` with export), the
-            method name or the attribute path.
-        shapes: the shape of every tensor in the output (nested outputs, dataclasses and
-            Hugging Face ``ModelOutput`` included, flattened in pytree order); empty when
-            shapes were not computed or the output holds no tensor. With export, a size that
-            depends on tensor values (``nonzero``) is the symbol's name (``"u0"``).
-        dtypes: the dtype of each of those tensors (``"float32"``).
-        params: number of parameters of the module (module nodes only, else 0).
-        modes: ``"both"`` when the node is in the train and the eval graph, else
-            ``"train"`` or ``"eval"``.
-        parent: name of the enclosing module call (``""`` at the top level).
-    """
-
-    name: str
-    kind: str
-    target: str
-    shapes: tuple[tuple[int, ...], ...] = ()
-    dtypes: tuple[str, ...] = ()
-    params: int = 0
-    modes: str = "both"
-    parent: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (shapes as lists).
-
-        Example:
-            >>> NodeInfo("fc", "module", "Linear", ((1, 2),), ("float32",), 6).to_dict()["shapes"]
-            [[1, 2]]
-        """
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.target,
-            "shapes": [list(s) for s in self.shapes],
-            "dtypes": list(self.dtypes),
-            "params": self.params,
-            "modes": self.modes,
-            "parent": self.parent,
-        }
-
-
-class NodeInfoList(list):  # type: ignore[type-arg]
-    """What :func:`describe` returns: a ``list`` of :class:`NodeInfo`, and how it was computed.
-
-    It compares, slices, iterates and pickles as a plain list; the attributes say which
-    strategy named the nodes and computed the shapes.
-
-    Attributes:
-        strategy: ``"fx"``, ``"export"`` or ``"hooks"``: the strategy used (with
-            ``strategy="auto"``, the first that worked).
-        auto_leaves: ``{module path: why}``: modules FX could not trace that became leaves
-            (``strategy="auto"``); empty otherwise.
-        real_forward: the modes (``"train"``, ``"eval"``) in which strategy ``"hooks"`` had
-            to run a real forward (under ``torch.no_grad()``) because the model cannot run on
-            fake tensors; empty when nothing real ran.
-
-    Example:
-        >>> infos = NodeInfoList([NodeInfo("fc", "module", "Linear")], strategy="hooks")
-        >>> infos.strategy, infos == [NodeInfo("fc", "module", "Linear")]
-        ('hooks', True)
-    """
-
-    def __init__(
-        self,
-        infos: Iterable[NodeInfo] = (),
-        *,
-        strategy: str = "fx",
-        auto_leaves: Optional[dict[str, str]] = None,
-        real_forward: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(infos)
-        self.strategy = strategy
-        self.auto_leaves = dict(auto_leaves or {})
-        self.real_forward = tuple(real_forward)
-
-    def __repr__(self) -> str:
-        return f"NodeInfoList({list.__repr__(self)}, strategy={self.strategy!r})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +197,7 @@ class _GraphView:
                 target=self._target(node),
                 shapes=shapes,
                 dtypes=dtypes,
-                params=_param_count(self.model, node.target) if node.op == "call_module" else 0,
+                params=param_count(self.model, node.target) if node.op == "call_module" else 0,
                 modes=modes,
                 parent=call.name if call is not None else "",
             )
@@ -292,14 +211,14 @@ class _GraphView:
                 dtypes_list += d
             elif isinstance(leaf, torch.Tensor):
                 shapes_list.append(tuple(leaf.shape))
-                dtypes_list.append(_dtype_name(leaf.dtype))
+                dtypes_list.append(dtype_name(leaf.dtype))
         return NodeInfo(
             name=name,
             kind="module",
             target=call.module_type.__name__,
             shapes=tuple(shapes_list),
             dtypes=tuple(dtypes_list),
-            params=_param_count(self.model, call.path),
+            params=param_count(self.model, call.path),
             modes=modes,
             parent=call.parent.name if call.parent is not None else "",
         )
@@ -308,7 +227,7 @@ class _GraphView:
         if node.op == "call_module":
             return type(self.model.get_submodule(node.target)).__name__
         if node.op == "call_function":
-            return _qualified_name(node.target)
+            return qualified_name(node.target)
         return str(node.target)
 
     def infer(self, args: tuple[Any, ...], kwargs: dict[str, Any], training: bool) -> None:
@@ -318,7 +237,7 @@ class _GraphView:
         names = self.tracer.node_to_qualname
         # Leaf modules and their hooks may assign attributes (``self.cache = x``): restore them,
         # so that no fake tensor is left in the model.
-        snapshot = _ModelSnapshot(self.model)
+        snapshot = ModelSnapshot(self.model)
         try:
             with training_mode(self.model, training), torch.set_grad_enabled(torch.is_grad_enabled()):
                 _ShapeInterpreter.run_on(self.model, self.graph, inputs, self.values, names)
@@ -326,36 +245,11 @@ class _GraphView:
             snapshot.restore()
 
 
-def _param_count(model: nn.Module, path: str) -> int:
-    """Number of parameters of the submodule at ``path`` (0 if there is none)."""
-    try:
-        module = model.get_submodule(path)
-    except AttributeError:
-        return 0
-    return sum(p.numel() for p in module.parameters())
-
-
 def _unwrap(value: Any) -> Any:
     try:
         return fx.node.map_aggregate(value, lambda x: x.node if isinstance(x, fx.Proxy) else x)
     except Exception:  # an exotic container
         return None
-
-
-def _qualified_name(target: Any) -> str:
-    name = getattr(target, "__name__", None)
-    if name is None:
-        return repr(target)
-    module = getattr(target, "__module__", None)
-    if module in (None, "builtins"):
-        return name
-    if module == "_operator":
-        module = "operator"
-    return f"{module}.{name}"
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 def _bind_inputs(placeholders: list[fx.Node], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
@@ -423,7 +317,7 @@ class _ShapeInterpreter(fx.Interpreter):
         tensors = [x for x in pytree.tree_leaves(out) if isinstance(x, torch.Tensor)]
         self.record[n] = (
             tuple(tuple(t.shape) for t in tensors),
-            tuple(_dtype_name(t.dtype) for t in tensors),
+            tuple(dtype_name(t.dtype) for t in tensors),
         )
         return out
 
@@ -432,7 +326,7 @@ class _ShapeInterpreter(fx.Interpreter):
         shapes = [list(s) for a in n.all_input_nodes if a in self.record for s in self.record[a][0]]
         detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
         hint = "check the shapes of example_inputs"
-        data_dependent = _needs_values(e)
+        data_dependent = needs_values(e)
         if data_dependent:
             hint = (
                 "its output depends on tensor values, which describe() cannot know without running the model"
@@ -446,17 +340,17 @@ class _ShapeInterpreter(fx.Interpreter):
     def _target(self, n: fx.Node) -> str:
         if n.op == "call_module":
             return type(self.fetch_attr(n.target)).__name__
-        return _qualified_name(n.target) if n.op == "call_function" else str(n.target)
+        return qualified_name(n.target) if n.op == "call_function" else str(n.target)
 
     @classmethod
     def run_on(cls, model: nn.Module, graph: fx.Graph, inputs: list[Any], record: dict, names: dict) -> None:
         interpreter = cls(model, graph, record, names)
         interpreter.extra_traceback = False  # keep our one-line message as is
-        on_meta, device = _model_placement(model)
+        on_meta, device = model_placement(model)
         if on_meta:
             # Everything on meta: shapes propagate without data and without a fake mode.
-            inputs = pytree.tree_map_only(torch.Tensor, _to_meta, inputs)
-            with _stand_ins(model, _to_meta), _quiet_fake_tensor_log():
+            inputs = pytree.tree_map_only(torch.Tensor, to_meta, inputs)
+            with stand_ins(model, to_meta), quiet_fake_tensor_log():
                 interpreter.run(*inputs)
             return
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -471,135 +365,12 @@ class _ShapeInterpreter(fx.Interpreter):
             inputs = pytree.tree_map_only(torch.Tensor, to_fake, inputs)
             # The fake parameters stand in for the real ones: nothing the graph does
             # (``running_mean`` updates, ``self.count += 1``) reaches the user's model.
-            with _stand_ins(model, mode.from_tensor), _quiet_fake_tensor_log():
+            with stand_ins(model, mode.from_tensor), quiet_fake_tensor_log():
                 interpreter.run(*inputs)
-
-
-@contextlib.contextmanager
-def _stand_ins(model: nn.Module, convert: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Put ``convert(t)`` in place of every parameter and buffer ``t`` of ``model``, then restore.
-
-    Each module once (a module with two paths, a block shared by two stages, is one
-    module) and each tensor converted once (tied weights stay tied). Unlike
-    ``torch.func.functional_call``, which swaps a shared module once per path and restores
-    it in the wrong order, this always puts the user's own tensors back.
-    """
-    slots = [
-        (store, key, t)
-        for m in model.modules()
-        for store in (m._parameters, m._buffers)
-        for key, t in store.items()
-        if t is not None
-    ]
-    converted: dict[int, torch.Tensor] = {}
-    try:
-        for store, key, t in slots:
-            if id(t) not in converted:
-                converted[id(t)] = convert(t)
-            store[key] = converted[id(t)]  # type: ignore[assignment]
-        yield
-    finally:
-        for store, key, t in slots:
-            store[key] = t
-
-
-@contextlib.contextmanager
-def _quiet_fake_tensor_log(*names: str) -> Iterator[None]:
-    """FakeTensorMode logs a traceback for each failing op; our error says it in one line.
-
-    ``names``: more loggers to silence (export's symbolic shapes log a failing graph).
-    """
-    loggers = [logging.getLogger(n) for n in ("torch._subclasses.fake_tensor", *names)]
-    saved = [lg.disabled for lg in loggers]
-    for lg in loggers:
-        lg.disabled = True
-    try:
-        yield
-    finally:
-        for lg, disabled in zip(loggers, saved):
-            lg.disabled = disabled
 
 
 # ---------------------------------------------------------------------------------------------
 # Values: what fake tensors cannot compute, and the tensors in an output
-
-
-def _needs_values(e: BaseException) -> bool:
-    """Whether ``e`` (or its cause) says the code needs tensor values that fake or meta tensors lack.
-
-    ``if x.sum() > 0``, ``x.item()``, ``x.tolist()``, ``x.numpy()``, ``nonzero`` and ops
-    without a fake kernel raise these; a wrong input shape does not.
-    """
-    from torch._subclasses import fake_tensor
-
-    kinds: tuple[type, ...] = (
-        fake_tensor.DataDependentOutputException,
-        fake_tensor.DynamicOutputShapeException,
-        fake_tensor.UnsupportedOperatorException,
-        fake_tensor.UnsupportedFakeTensorException,
-    )
-    with contextlib.suppress(ImportError):
-        from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
-
-        kinds = (*kinds, GuardOnDataDependentSymNode)
-    texts = (
-        "data-dependent",
-        "not supported for tensor subclasses",
-        "cannot be called on meta tensors",
-        "cannot access data pointer",
-        "cannot access storage",
-    )
-    seen: set[int] = set()
-    err: Optional[BaseException] = e
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, kinds) or any(t in str(err).lower() for t in texts):
-            return True
-        err = err.__cause__ or err.__context__ or getattr(err, "cause", None)
-    return False
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in ``value``, in pytree order; unregistered dataclasses are opened too."""
-    out: list[torch.Tensor] = []
-    for leaf in pytree.tree_leaves(value):
-        if isinstance(leaf, torch.Tensor):
-            out.append(leaf)
-        elif dataclasses.is_dataclass(leaf) and not isinstance(leaf, type):
-            out.extend(_tensors([getattr(leaf, f.name) for f in dataclasses.fields(leaf)]))
-    return out
-
-
-def _dim(d: Any) -> Any:
-    """A size as an ``int``; a size no example fixes (export's ``u0``) as its symbol's name."""
-    try:
-        return int(d)
-    except Exception:  # an unbacked SymInt
-        return str(d)
-
-
-def _shapes_dtypes(value: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...]]:
-    tensors = _tensors(value)
-    return (
-        tuple(tuple(_dim(d) for d in t.shape) for t in tensors),
-        tuple(_dtype_name(t.dtype) for t in tensors),
-    )
-
-
-def _model_placement(model: nn.Module) -> tuple[bool, torch.device]:
-    """Whether any parameter or buffer is on ``meta``, and the model's device."""
-    tensors = [*model.parameters(), *model.buffers()]
-    on_meta = any(t.is_meta for t in tensors)
-    device = next((t.device for t in tensors if not t.is_meta), torch.device("cpu"))
-    return on_meta, device
-
-
-def _to_meta(t: torch.Tensor) -> torch.Tensor:
-    return t if t.is_meta else torch.empty_like(t, device="meta")
-
-
-def _has_meta(value: Any) -> bool:
-    return any(isinstance(t, torch.Tensor) and t.is_meta for t in pytree.tree_leaves(value))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,7 +406,7 @@ class _ExportView:
         node = self.nodes.get(name)
         call = self.calls.get(name)
         if node is not None and call is None:
-            shapes, dtypes = _shapes_dtypes(node.meta.get("val"))
+            shapes, dtypes = shapes_dtypes(node.meta.get("val"))
             inner = self.trace.node_to_call.get(node)
             return NodeInfo(
                 name=name,
@@ -647,14 +418,14 @@ class _ExportView:
                 parent=inner.name if inner is not None else "",
             )
         outputs = call.output if isinstance(call.output, tuple) else (call.output,)
-        shapes, dtypes = _shapes_dtypes([n.meta.get("val") for n in outputs])
+        shapes, dtypes = shapes_dtypes([n.meta.get("val") for n in outputs])
         return NodeInfo(
             name=name,
             kind="module",
             target=call.module_type.__name__,
             shapes=shapes,
             dtypes=dtypes,
-            params=_param_count(self.model, call.path),
+            params=param_count(self.model, call.path),
             modes=modes,
             parent=call.parent.name if call.parent is not None else "",
         )
@@ -665,7 +436,7 @@ def _aten_name(target: Any) -> str:
         return str(target)  # aten.conv2d.default
     if isinstance(target, torch._ops.HigherOrderOperator):
         return f"higher_order.{target.name()}"
-    return _qualified_name(target)
+    return qualified_name(target)
 
 
 class _NoGraph:
@@ -691,11 +462,11 @@ def _export_views(
     from ._export import _trace_mode
     from ._naming import LeafModuleAwareTracer, default_tracer_kwargs
 
-    on_meta, device = _model_placement(model)
+    on_meta, device = model_placement(model)
     if on_meta:
         # Everything on meta: export fakes meta tensors as they are, no data is read.
-        args, kwargs = pytree.tree_map_only(torch.Tensor, _to_meta, (args, kwargs))
-    elif _has_meta((args, kwargs)):
+        args, kwargs = pytree.tree_map_only(torch.Tensor, to_meta, (args, kwargs))
+    elif has_meta((args, kwargs)):
         # Meta example inputs for a real model: fake stand-ins on the model's device.
         from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.fx.experimental.symbolic_shapes import ShapeEnv
@@ -717,7 +488,7 @@ def _export_views(
     for m in (*used, *_other_modes(used)):
         try:
             # A failure is a TraceError with the cause; torch's own log of it would only repeat it.
-            with _quiet_fake_tensor_log("torch.fx.experimental.symbolic_shapes"):
+            with quiet_fake_tensor_log("torch.fx.experimental.symbolic_shapes"):
                 views[m] = _ExportView(model, _trace_mode(model, args, kwargs, m, False, leaf))
         except TraceError as e:
             if m in used:
@@ -747,7 +518,7 @@ class _HookRecorder:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.namer = _UniqueNamer(p for p, _ in model.named_modules())
+        self.namer = UniqueNamer(p for p, _ in model.named_modules())
         self.calls: list[_Call] = []
         self.stack: list[_Call] = []
         self.thread = threading.get_ident()
@@ -777,7 +548,7 @@ class _HookRecorder:
         if threading.get_ident() != self.thread or not self.stack:
             return
         call = self.stack.pop()
-        call.shapes, call.dtypes = _shapes_dtypes(output)  # no reference to the output is kept
+        call.shapes, call.dtypes = shapes_dtypes(output)  # no reference to the output is kept
 
     def where(self) -> str:
         """Where the forward stopped: the innermost module call still running."""
@@ -791,9 +562,9 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     """``model(*args, **kwargs)`` with fake parameters, buffers and inputs (meta ones if the model is)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    on_meta, device = _model_placement(model)
+    on_meta, device = model_placement(model)
     if on_meta:
-        args, kwargs = pytree.tree_map_only(torch.Tensor, _to_meta, (args, kwargs))
+        args, kwargs = pytree.tree_map_only(torch.Tensor, to_meta, (args, kwargs))
     mode = FakeTensorMode(allow_non_fake_inputs=True)
 
     def to_fake(t: torch.Tensor) -> torch.Tensor:
@@ -805,21 +576,21 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (args, kwargs))
     # The fake parameters stand in for the real ones: what forward does to them (batch-norm
     # statistics, ``self.count += 1``) never reaches the user's model.
-    fake = (lambda t: mode.from_tensor(_to_meta(t))) if on_meta else mode.from_tensor
+    fake = (lambda t: mode.from_tensor(to_meta(t))) if on_meta else mode.from_tensor
     # The stand-ins are made before the fake mode is entered: from real (or meta) tensors.
-    with _quiet_fake_tensor_log(), _stand_ins(model, fake):  # noqa: SIM117
+    with quiet_fake_tensor_log(), stand_ins(model, fake):  # noqa: SIM117
         with mode:
             model(*args, **kwargs)
 
 
 def _real_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """One real forward under ``torch.no_grad()``; buffers, attributes and RNG state restored."""
-    from ._hooks import _buffers_restored
+    from ._hooks import buffers_restored
 
     cuda = sorted(
         {t.device.index or 0 for t in (*model.parameters(), *model.buffers()) if t.device.type == "cuda"}
     )
-    with torch.random.fork_rng(devices=cuda), _buffers_restored(model), torch.no_grad():
+    with torch.random.fork_rng(devices=cuda), buffers_restored(model), torch.no_grad():
         model(*args, **kwargs)
 
 
@@ -831,7 +602,7 @@ def _hook_calls(
     for real in (False, True) if allow_real else (False,):
         recorder = _HookRecorder(model)
         # Forward may assign attributes (``self.cache = x``): no fake tensor may stay in the model.
-        snapshot = _ModelSnapshot(model)
+        snapshot = ModelSnapshot(model)
         try:
             with recorder.hooks(), training_mode(model, training):
                 if real:
@@ -840,7 +611,7 @@ def _hook_calls(
                     _fake_forward(model, args, kwargs)
             return recorder.calls, reason
         except Exception as e:
-            if real or not _needs_values(e):
+            if real or not needs_values(e):
                 raise _forward_error(model, recorder, e, real) from e
             if not allow_real:
                 err = _forward_error(model, recorder, e, real)
@@ -851,7 +622,7 @@ def _hook_calls(
                     )
                 raise err from e
             reason = f"{type(model).__name__} cannot run on fake tensors ({recorder.where()}: {_short(e)})"
-            if _model_placement(model)[0]:
+            if model_placement(model)[0]:
                 raise StrategyError(
                     f"describe() cannot infer the shapes of {type(model).__name__} with strategy='hooks': "
                     f"its forward needs tensor values ({recorder.where()}: {_short(e)}), which fake tensors "
@@ -859,7 +630,7 @@ def _hook_calls(
                     "Load real weights (model.to_empty(device=...) and initialise), or make that code "
                     "depend on shapes only."
                 ) from e
-            if _has_meta((args, kwargs)):
+            if has_meta((args, kwargs)):
                 raise StrategyError(
                     f"describe() cannot infer the shapes of {type(model).__name__} with strategy='hooks': "
                     f"its forward needs tensor values ({recorder.where()}: {_short(e)}) and example_inputs "
@@ -878,7 +649,7 @@ def _forward_error(model: nn.Module, recorder: _HookRecorder, e: Exception, real
     return ShapeInferenceError(
         f"cannot infer the shapes of {type(model).__name__} (strategy='hooks'): {run} failed "
         f"{recorder.where()}: {type(e).__name__}: {detail} (check example_inputs).",
-        data_dependent=_needs_values(e),
+        data_dependent=needs_values(e),
         reason=f"{recorder.where()}: {type(e).__name__}: {detail}"[:300],
     )
 
@@ -901,7 +672,7 @@ class _HookView:
             target=call.module_type.__name__,
             shapes=call.shapes,
             dtypes=call.dtypes,
-            params=_param_count(self.model, call.path),
+            params=param_count(self.model, call.path),
             modes=modes,
             parent=call.parent,
         )
@@ -1001,7 +772,7 @@ def _infos(views: dict[str, Any], used: tuple[str, ...], chosen: list[str]) -> l
                 name=name,
                 kind="module",
                 target=type(module).__name__ if module is not None else info.target,
-                params=_param_count(view.model, name) if module is not None else info.params,
+                params=param_count(view.model, name) if module is not None else info.params,
             )
         infos.append(info)
     return infos
@@ -1279,7 +1050,7 @@ def export_feature_rows(trace: Any, names: Iterable[str], example_inputs: Any) -
     for name in names:
         target = trace.resolve(name)
         first = target[0] if isinstance(target, tuple) else target
-        tensor_shapes = _shapes_dtypes(first.meta.get("val"))[0]
+        tensor_shapes = shapes_dtypes(first.meta.get("val"))[0]
         shapes[name] = tensor_shapes[0] if tensor_shapes else ()
     return feature_rows(shapes, example_inputs)
 

@@ -58,14 +58,13 @@ from ._errors import (
     did_you_mean,
 )
 from ._inputs import normalize_inputs
+from ._model_state import ModelSnapshot, training_mode
 from ._naming import (
     LeafModuleAwareTracer,
     ModuleCall,
-    _ModelSnapshot,
-    _UniqueNamer,
+    UniqueNamer,
     default_tracer_kwargs,
     last_call_under,
-    training_mode,
 )
 
 __all__ = [
@@ -262,7 +261,7 @@ def _export(
     for dynamic in attempts:
         recorder = _CallRecorder(model, leaf)
         # Non-strict export runs the real forward: attributes it assigns would keep fake tensors.
-        snapshot = _ModelSnapshot(model)
+        snapshot = ModelSnapshot(model)
         stderr = io.StringIO()
         try:
             shapes = _batch_dynamic_shapes(model, args, kwargs) if dynamic else None
@@ -468,7 +467,7 @@ def _trace_mode(
             owner.setdefault(call.output, call)
 
     # Claim names in the order FX would: a call's name when it starts, an op's when it runs.
-    namer = _UniqueNamer(p for p, _ in model.named_modules())
+    namer = UniqueNamer(p for p, _ in model.named_modules())
     names: dict[fx.Node, str] = {}
     claimed = 0
 

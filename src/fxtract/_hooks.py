@@ -11,7 +11,6 @@ Names follow the FX tracer's rule: a module's qualified path for its first call,
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import re
@@ -32,11 +31,12 @@ from ._errors import (
     did_you_mean,
 )
 from ._inputs import normalize_inputs
-from ._naming import _UniqueNamer, training_mode
+from ._model_state import buffers_restored, training_mode
+from ._naming import UniqueNamer
 
 __all__ = ["HookFeatureExtractor", "hook_node_names"]
 
-# `path_<k>`: the (k+1)-th call of module `path` (k has no leading zero, as _UniqueNamer writes it).
+# `path_<k>`: the (k+1)-th call of module `path` (k has no leading zero, as UniqueNamer writes it).
 _LATER_CALL = re.compile(r"(.+)_([1-9][0-9]*)")
 _LIST_HINT = "List the names with fxtract.get_graph_node_names(model, strategy='hooks', example_inputs=...)."
 
@@ -69,7 +69,7 @@ def hook_node_names(model: nn.Module, example_inputs: Any) -> tuple[list[str], l
 
 
 def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], train: bool) -> list[str]:
-    namer = _UniqueNamer(path for path, _ in model.named_modules())
+    namer = UniqueNamer(path for path, _ in model.named_modules())
     names: list[str] = []
     thread = threading.get_ident()
 
@@ -79,7 +79,7 @@ def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
 
     handles = []
     try:
-        with _buffers_restored(model), torch.no_grad(), training_mode(model, train):
+        with buffers_restored(model), torch.no_grad(), training_mode(model, train):
             for path, module in model.named_modules():
                 if path:
                     handles.append(module.register_forward_pre_hook(partial(pre_hook, path)))
@@ -88,24 +88,6 @@ def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
         for handle in handles:
             handle.remove()
     return names
-
-
-@contextlib.contextmanager
-def _buffers_restored(model: nn.Module) -> Iterator[None]:
-    """Undo what a forward does to the model's buffers (BatchNorm's running stats in train mode)."""
-    saved = [
-        (module, name, buf, buf.clone())
-        for module in model.modules()
-        for name, buf in module._buffers.items()
-        if buf is not None
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for module, name, buf, value in saved:
-                buf.copy_(value)
-                module._buffers[name] = buf  # a forward may have re-assigned the attribute
 
 
 class _StopForward(BaseException):
@@ -127,7 +109,7 @@ class _Run:
     ) -> None:
         self.wanted = wanted
         self.containers = containers  # wanted paths of modules with no forward (a ModuleList)
-        self.namer = _UniqueNamer(reserved)
+        self.namer = UniqueNamer(reserved)
         self.thread = threading.get_ident()
         self.calls: dict[str, list[str]] = {}  # module path -> names of its calls, in start order
         self.running: dict[str, list[str]] = {}  # module path -> its calls started, not returned

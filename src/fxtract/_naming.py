@@ -26,6 +26,7 @@ from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
+from ._model_state import ModelSnapshot, training_mode
 from ._options import NAMINGS, check_choice
 
 __all__ = [
@@ -97,7 +98,7 @@ def last_call_under(calls: Iterable[Any], path: str) -> Any:
     return outermost[-1] if outermost else None
 
 
-class _UniqueNamer:
+class UniqueNamer:
     """Hands out ``base``, ``base_1``, ``base_2``... in O(1) amortised per name.
 
     A suffixed name never takes a module's path (``reserved``): the exact path of a module
@@ -315,33 +316,6 @@ def _hook_names(m: nn.Module) -> list[str]:
     return names
 
 
-class _ModelSnapshot:
-    """Shallow copy of every module's attributes, restored after tracing.
-
-    Python code in ``forward`` may assign attributes (``self.cache = x``); FX runs it on
-    Proxies, which would leave Proxies in the user's model.
-    """
-
-    _DICTS = ("_parameters", "_buffers", "_modules")
-
-    def __init__(self, root: nn.Module) -> None:
-        self._saved = []
-        for m in root.modules():
-            inner = {k: dict(m.__dict__[k]) for k in self._DICTS if k in m.__dict__}
-            self._saved.append((m, dict(m.__dict__), inner))
-
-    def restore(self) -> None:
-        for m, attrs, inner in self._saved:
-            if m.__dict__ != attrs:
-                m.__dict__.clear()
-                m.__dict__.update(attrs)
-            for k, v in inner.items():
-                d = m.__dict__[k]
-                if d != v:
-                    d.clear()
-                    d.update(v)
-
-
 _INPLACE_DUNDERS = {
     "__iadd__": operator.iadd,
     "__isub__": operator.isub,
@@ -449,7 +423,7 @@ class NodePathTracer(LeafModuleAwareTracer):
         self.grad_mode_nodes: list[fx.Node] = []
         self.tensor_constants: dict[str, torch.Tensor] = {}
         paths = [name for name, _ in root.named_modules()] if root is not None else []
-        self._call_namer = _UniqueNamer(paths)
+        self._call_namer = UniqueNamer(paths)
         self._tv_namer = _TorchvisionNamer() if self.naming == "torchvision" else None
         self._root_call = ModuleCall("", "", type(root) if root is not None else nn.Module, False)
         self._scope = self._root_call
@@ -463,7 +437,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             return super().trace(root, concrete_args)
         self._reset(root)
         self.check_leaf_patterns(root)
-        snapshot = _ModelSnapshot(root)
+        snapshot = ModelSnapshot(root)
         before = set(root.__dict__)
         try:
             with self._patches():
@@ -672,21 +646,6 @@ def _names_of(obj: Any) -> list[str]:
     if hasattr(obj, "node_to_qualname"):
         return list(obj.node_to_qualname.values())
     return list(obj)
-
-
-@contextlib.contextmanager
-def training_mode(model: nn.Module, mode: bool) -> Iterator[None]:
-    """Put ``model`` in train/eval mode, then restore every submodule's own flag.
-
-    Never relies on the return value of ``model.train()`` (some models return None).
-    """
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        model.train(mode)
-        yield
-    finally:
-        for m, flag in saved:
-            m.training = flag
 
 
 def trace_modes(

@@ -21,7 +21,7 @@ from .._options import DESCRIBE_MODES as MODES
 from .._options import STRATEGIES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._describe import NodeInfo
+    from .._info import NodeInfo
     from ._models import LoadedModel
 
 __all__ = ["main"]

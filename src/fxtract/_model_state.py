@@ -1,0 +1,104 @@
+"""Leaving the user's model as it was: attributes, train/eval flags, buffers, parameters.
+
+Every strategy runs the model's code (tracing, exporting, fake or real forwards); these
+context managers and snapshots put back whatever that code changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ModelSnapshot", "buffers_restored", "stand_ins", "training_mode"]
+
+
+class ModelSnapshot:
+    """Shallow copy of every module's attributes, restored after tracing.
+
+    Python code in ``forward`` may assign attributes (``self.cache = x``); FX runs it on
+    Proxies, which would leave Proxies in the user's model.
+    """
+
+    _DICTS = ("_parameters", "_buffers", "_modules")
+
+    def __init__(self, root: nn.Module) -> None:
+        self._saved = []
+        for m in root.modules():
+            inner = {k: dict(m.__dict__[k]) for k in self._DICTS if k in m.__dict__}
+            self._saved.append((m, dict(m.__dict__), inner))
+
+    def restore(self) -> None:
+        for m, attrs, inner in self._saved:
+            if m.__dict__ != attrs:
+                m.__dict__.clear()
+                m.__dict__.update(attrs)
+            for k, v in inner.items():
+                d = m.__dict__[k]
+                if d != v:
+                    d.clear()
+                    d.update(v)
+
+
+@contextlib.contextmanager
+def training_mode(model: nn.Module, mode: bool) -> Iterator[None]:
+    """Put ``model`` in train/eval mode, then restore every submodule's own flag.
+
+    Never relies on the return value of ``model.train()`` (some models return None).
+    """
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        model.train(mode)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+@contextlib.contextmanager
+def buffers_restored(model: nn.Module) -> Iterator[None]:
+    """Undo what a forward does to the model's buffers (BatchNorm's running stats in train mode)."""
+    saved = [
+        (module, name, buf, buf.clone())
+        for module in model.modules()
+        for name, buf in module._buffers.items()
+        if buf is not None
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for module, name, buf, value in saved:
+                buf.copy_(value)
+                module._buffers[name] = buf  # a forward may have re-assigned the attribute
+
+
+@contextlib.contextmanager
+def stand_ins(model: nn.Module, convert: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Put ``convert(t)`` in place of every parameter and buffer ``t`` of ``model``, then restore.
+
+    Each module once (a module with two paths, a block shared by two stages, is one
+    module) and each tensor converted once (tied weights stay tied). Unlike
+    ``torch.func.functional_call``, which swaps a shared module once per path and restores
+    it in the wrong order, this always puts the user's own tensors back.
+    """
+    slots = [
+        (store, key, t)
+        for m in model.modules()
+        for store in (m._parameters, m._buffers)
+        for key, t in store.items()
+        if t is not None
+    ]
+    converted: dict[int, torch.Tensor] = {}
+    try:
+        for store, key, t in slots:
+            if id(t) not in converted:
+                converted[id(t)] = convert(t)
+            store[key] = converted[id(t)]  # type: ignore[assignment]
+        yield
+    finally:
+        for store, key, t in slots:
+            store[key] = t
