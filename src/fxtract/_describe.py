@@ -459,8 +459,8 @@ def _export_views(
 
     Returns the views and ``{mode: why}`` for a mode outside ``used`` that failed.
     """
-    from ._export import _trace_mode
     from ._naming import LeafModuleAwareTracer, default_tracer_kwargs
+    from ._strategies.export_trace import _trace_mode
 
     on_meta, device = model_placement(model)
     if on_meta:
@@ -585,7 +585,7 @@ def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
 
 def _real_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """One real forward under ``torch.no_grad()``; buffers, attributes and RNG state restored."""
-    from ._hooks import buffers_restored
+    from ._model_state import buffers_restored
 
     cuda = sorted(
         {t.device.index or 0 for t in (*model.parameters(), *model.buffers()) if t.device.type == "cuda"}

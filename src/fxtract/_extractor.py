@@ -11,7 +11,7 @@ from torch import fx, nn
 from ._errors import FxtractTypeError, ReturnNodesError
 from ._graph_module import DualGraphModule
 from ._naming import NodePathTracer, _warn_graph_differences, trace_modes
-from ._rewrite import (
+from ._strategies.fx_passes import (
     available_names,
     build_output,
     drop_needless_clones,

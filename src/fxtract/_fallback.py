@@ -193,7 +193,8 @@ def _export_extractor(
     model: nn.Module, train: Mapping[str, str], eval_: Mapping[str, str], inputs: Any
 ) -> nn.Module:
     from ._describe import export_feature_rows
-    from ._export import create_export_extractor, trace_export
+    from ._strategies.export_graph import create_export_extractor
+    from ._strategies.export_trace import trace_export
 
     traces = trace_export(model, inputs)
     extractor = create_export_extractor(model, dict(train), dict(eval_), inputs, traces=traces)
@@ -207,7 +208,7 @@ def _export_extractor(
 
 
 def _hooks_extractor(model: nn.Module, train: Mapping[str, str], eval_: Mapping[str, str]) -> nn.Module:
-    from ._hooks import HookFeatureExtractor
+    from ._strategies.hooks import HookFeatureExtractor
 
     return HookFeatureExtractor(model, dict(train), dict(eval_))
 
@@ -225,12 +226,12 @@ def graph_node_names(
     check_strategy(strategy)
     if strategy == "export":
         _needs_inputs(strategy, example_inputs)
-        from ._export import export_node_names
+        from ._strategies.export_trace import export_node_names
 
         train, eval_ = export_node_names(model, example_inputs)
     elif strategy == "hooks":
         _needs_inputs(strategy, example_inputs)
-        from ._hooks import hook_node_names
+        from ._strategies.hooks import hook_node_names
 
         train, eval_ = hook_node_names(model, example_inputs)
     else:
@@ -270,8 +271,8 @@ def _fx_names(
             f"FX cannot trace {type(model).__name__} ({_short(first)}), even with automatic leaves; "
             "pass example_inputs=... so fxtract can list names with torch.export or hooks."
         ) from first
-    from ._export import export_node_names
-    from ._hooks import hook_node_names
+    from ._strategies.export_trace import export_node_names
+    from ._strategies.hooks import hook_node_names
 
     try:
         return export_node_names(model, example_inputs)

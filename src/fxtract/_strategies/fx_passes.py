@@ -20,9 +20,9 @@ from typing import Any, Optional
 import torch
 from torch import fx, nn
 
-from ._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
-from ._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
-from ._runtime import set_grad_enabled
+from .._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
+from .._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
+from .._runtime import set_grad_enabled
 
 __all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
 

@@ -1,0 +1,349 @@
+"""Strategy "hooks": module outputs of any model, captured by forward hooks during a real forward.
+
+FX and torch.export need a forward they can trace; hooks only need the model to run, so
+data-dependent control flow (``if x.sum() > 0``), ``int(x.shape[0])``, HF transformers and
+detection models all work. The price is granularity: a name is one module call (``layer1``,
+``layer1.0.relu_1``), never an op inside a module.
+
+Names follow the FX tracer's rule: a module's qualified path for its first call, ``path_1``,
+``path_2``... for later calls, skipping any suffixed name that is another module's path.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import (
+    FxtractTypeError,
+    FxtractValueError,
+    NodeNotFoundError,
+    ReturnNodesError,
+    StrategyError,
+    did_you_mean,
+)
+from .._inputs import normalize_inputs
+from .._model_state import buffers_restored, training_mode
+from .._naming import UniqueNamer
+
+__all__ = ["HookFeatureExtractor", "hook_node_names"]
+
+# `path_<k>`: the (k+1)-th call of module `path` (k has no leading zero, as UniqueNamer writes it).
+_LATER_CALL = re.compile(r"(.+)_([1-9][0-9]*)")
+_LIST_HINT = "List the names with fxtract.get_graph_node_names(model, strategy='hooks', example_inputs=...)."
+
+
+def hook_node_names(model: nn.Module, example_inputs: Any) -> tuple[list[str], list[str]]:
+    """Names of the module calls of one forward of ``model``, for train and for eval mode.
+
+    Each mode runs one forward under ``torch.no_grad()`` and lists the calls of every
+    submodule (not the root) in the order they start. The model is left as it was: training
+    flags, hooks and buffers (train mode updates BatchNorm's running statistics) are restored.
+
+    Args:
+        model: the model.
+        example_inputs: a tensor, a tuple of positional arguments, a dict of keyword arguments
+            or ``(args, kwargs)``. Names can depend on them (data-dependent control flow).
+
+    Returns:
+        ``(train_names, eval_names)``.
+
+    Example:
+        >>> import torch
+        >>> relu = torch.nn.ReLU()
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), relu, relu)  # relu runs twice
+        >>> hook_node_names(model, torch.zeros(1, 2))[1]
+        ['0', '1', '1_1']
+    """
+    _check_model(model)
+    args, kwargs = normalize_inputs(example_inputs)
+    return _call_names(model, args, kwargs, True), _call_names(model, args, kwargs, False)
+
+
+def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], train: bool) -> list[str]:
+    namer = UniqueNamer(path for path, _ in model.named_modules())
+    names: list[str] = []
+    thread = threading.get_ident()
+
+    def pre_hook(path: str, module: nn.Module, inputs: Any) -> None:
+        if threading.get_ident() == thread:  # not another thread's forward of the same model
+            names.append(namer.claim(path, owns_base=True))
+
+    handles = []
+    try:
+        with buffers_restored(model), torch.no_grad(), training_mode(model, train):
+            for path, module in model.named_modules():
+                if path:
+                    handles.append(module.register_forward_pre_hook(partial(pre_hook, path)))
+            model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return names
+
+
+class _StopForward(BaseException):
+    """Raised from a forward hook once every requested call has returned: skips the rest.
+
+    A BaseException, so that ``except Exception`` in the model's own code cannot swallow it.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        super().__init__()
+        self.run = run
+
+
+class _Run:
+    """The state of one extractor forward: names of the calls so far, and captured outputs."""
+
+    def __init__(
+        self, wanted: Mapping[str, str], reserved: list[str], containers: frozenset = frozenset()
+    ) -> None:
+        self.wanted = wanted
+        self.containers = containers  # wanted paths of modules with no forward (a ModuleList)
+        self.namer = UniqueNamer(reserved)
+        self.thread = threading.get_ident()
+        self.calls: dict[str, list[str]] = {}  # module path -> names of its calls, in start order
+        self.running: dict[str, list[str]] = {}  # module path -> its calls started, not returned
+        self.captured: dict[str, Any] = {}
+
+    def pre_hook(self, path: str, module: nn.Module, inputs: Any) -> None:
+        if threading.get_ident() != self.thread:  # another thread's forward of the same model
+            return
+        name = self.namer.claim(path, owns_base=True)
+        self.calls.setdefault(path, []).append(name)
+        self.running.setdefault(path, []).append(name)
+
+    def hook(self, path: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        running = self.running.get(path)
+        if threading.get_ident() != self.thread or not running:
+            return
+        name = running.pop()  # a stack: a module that calls itself returns in reverse order
+        if name not in self.wanted:
+            return
+        if self.containers or len(self.captured) + 1 < len(self.wanted):
+            # Later code may modify it in place (resnet's bn1 output goes through ReLU(inplace=True)).
+            self.captured[name] = _clone(output)
+        else:
+            self.captured[name] = output  # nothing runs after this call: no copy needed
+            raise _StopForward(self)
+
+    def container_hook(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        """A call of an item of a module with no forward (a ModuleList): the latest stands for it.
+
+        Which item returns last is known only when the forward ends, so a forward that asks
+        for such a path runs to the end.
+        """
+        if threading.get_ident() == self.thread:
+            self.captured[name] = _clone(output)
+
+    def not_called(self, name: str, path: str, mode: str) -> NodeNotFoundError:
+        calls = self.calls.get(path)
+        if calls:
+            happened = f"`{path}` ran {len(calls)} time(s), as " + ", ".join(f"`{c}`" for c in calls)
+        else:
+            happened = f"`{path}` did not run at all"
+        return NodeNotFoundError(
+            f"`{name}` did not happen in this forward ({mode} mode): {happened}. "
+            f"Module calls depend on the inputs and on train/eval mode. {_LIST_HINT}"
+        )
+
+
+def _clone(obj: Any) -> Any:
+    """``obj`` with every tensor cloned (autograd kept), through tuples, lists, dicts and dataclasses."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # HF ModelOutput too
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+        changed = {k: c for k, v in fields.items() if (c := _clone(v)) is not v}
+        return dataclasses.replace(obj, **changed) if changed else obj
+    if isinstance(obj, (list, tuple)):
+        items = [_clone(v) for v in obj]
+        if all(c is v for c, v in zip(items, obj)):
+            return obj  # nothing to copy; also spares types whose constructor takes other arguments
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if isinstance(obj, dict):
+        out = copy.copy(obj)  # keeps the dict's type (OrderedDict, defaultdict...)
+        for k, v in obj.items():
+            out[k] = _clone(v)
+        return out
+    return obj
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+
+
+def _module_of_call(model: nn.Module, name: str, paths: set[str]) -> str:
+    """The path of the module whose call ``name`` denotes; raise if it denotes none."""
+    if name in paths:
+        return name
+    later = _LATER_CALL.fullmatch(name)
+    if later and later.group(1) in paths:
+        return later.group(1)
+    aliases = dict(model.named_modules(remove_duplicate=False))
+    if name in aliases:  # a second path to a module that named_modules() lists under its first
+        first = next(p for p, m in model.named_modules() if m is aliases[name])
+        raise NodeNotFoundError(
+            f"`{name}` is the same module as `{first}`; strategy hooks names its calls "
+            f"`{first}`, `{first}_1`... {_LIST_HINT}"
+        )
+    parts = name.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:depth])
+        if prefix in paths:
+            raise StrategyError(
+                f"`{name}` is an op inside `{prefix}`, which strategy hooks cannot split; "
+                "use strategy='export' with example_inputs (or strategy='fx')"
+            )
+    raise NodeNotFoundError(
+        f"`{name}` is not a module of {type(model).__name__}: strategy hooks returns module calls, "
+        "named by the module's path (`path`, then `path_1`, `path_2`... for later calls); an op "
+        f"outside every module needs strategy='export' or 'fx'.{did_you_mean(name, paths)} {_LIST_HINT}"
+    )
+
+
+def _has_no_forward(module: nn.Module) -> bool:
+    """A ``ModuleList`` / ``ModuleDict``: never called itself, its items are."""
+    return type(module).forward is nn.Module.forward
+
+
+def _called_items(module: nn.Module) -> Iterator[nn.Module]:
+    """The outermost submodules of a module with no forward that can be called."""
+    for child in module.children():
+        if _has_no_forward(child):
+            yield from _called_items(child)
+        else:
+            yield child
+
+
+def _check_return_nodes(return_nodes: Mapping[str, str], which: str) -> dict[str, str]:
+    if not isinstance(return_nodes, Mapping):
+        raise FxtractTypeError(
+            f"{which} must be a dict of node name -> output key, got {type(return_nodes).__name__}."
+        )
+    out = dict(return_nodes)
+    for name in out:
+        if not isinstance(name, str):
+            raise FxtractTypeError(f"{which}: node names must be str, got {name!r}.")
+    if len(set(out.values())) != len(out):
+        dup = next(k for k in out.values() if list(out.values()).count(k) > 1)
+        raise ReturnNodesError(f"{which}: two nodes map to the same output key {dup!r}.")
+    return out
+
+
+class HookFeatureExtractor(nn.Module):
+    """Returns the outputs of chosen module calls of ``model``, captured by forward hooks.
+
+    Works on any model that runs, at module granularity. Each forward registers temporary
+    hooks, runs the model in the extractor's train/eval mode (the model's own flags are
+    restored afterwards) and stops the forward as soon as every requested call has returned,
+    so an early layer costs a fraction of a full forward (the model's code after the last
+    requested call does not run, ``finally`` blocks and ``with`` exits aside). Outputs are
+    returned as the module returned them (tensor, tuple, dict, dataclass...); tensors that
+    later code could modify in place are cloned (autograd kept).
+
+    ``train()`` / ``eval()`` pick ``train_return_nodes`` / ``eval_return_nodes``; they do not
+    change the wrapped model's flags.
+
+    Args:
+        model: the model; ``self.model`` holds it (parameters shared, not copied).
+        train_return_nodes: module call name -> output key, used in train mode.
+        eval_return_nodes: module call name -> output key, used in eval mode.
+
+    Raises:
+        NodeNotFoundError: a name is not a module call (at construction), or a requested call
+            did not happen in a forward (at run time).
+        StrategyError: a name is an op inside a module (``layer1.0.add``).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+        >>> extractor = HookFeatureExtractor(model, {"0": "hidden"}, {"1": "hidden"}).eval()
+        >>> out = extractor(torch.ones(4, 2))
+        >>> list(out), out["hidden"].shape, bool((out["hidden"] >= 0).all())
+        (['hidden'], torch.Size([4, 3]), True)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_return_nodes: Mapping[str, str],
+        eval_return_nodes: Mapping[str, str],
+    ) -> None:
+        super().__init__()
+        _check_model(model)
+        self.model = model
+        self.strategy = "hooks"
+        self._reserved = [path for path, _ in model.named_modules()]
+        paths = {path for path in self._reserved if path}
+        self.train_return_nodes = _check_return_nodes(train_return_nodes, "train_return_nodes")
+        self.eval_return_nodes = _check_return_nodes(eval_return_nodes, "eval_return_nodes")
+        # node name -> path of the module it is a call of (the module that gets the hooks);
+        # raises on a name that is not a module call
+        self._module_paths = {
+            name: _module_of_call(model, name, paths)
+            for name in (*self.train_return_nodes, *self.eval_return_nodes)
+        }
+        self.training = model.training
+
+    @property
+    def return_nodes(self) -> dict[str, str]:
+        """The node name -> output key dict of the current mode."""
+        return self.train_return_nodes if self.training else self.eval_return_nodes
+
+    def train(self, mode: bool = True) -> HookFeatureExtractor:
+        """Set the extractor's mode only; the model runs in it during ``forward``."""
+        if not isinstance(mode, bool):
+            raise FxtractValueError(f"training mode is expected to be boolean (train(mode)), got {mode!r}.")
+        self.training = mode
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Run the model on ``args``/``kwargs``; ``{output key: what that module call returned}``."""
+        nodes = self.return_nodes
+        if not nodes:
+            return {}
+        paths = {name: self._module_paths[name] for name in nodes}
+        containers = frozenset(n for n, p in paths.items() if _has_no_forward(self.model.get_submodule(p)))
+        run = _Run(nodes, self._reserved, containers)
+        handles = []
+        try:
+            for path in dict.fromkeys(p for n, p in paths.items() if n not in containers):
+                module = self.model.get_submodule(path)
+                handles.append(module.register_forward_pre_hook(partial(run.pre_hook, path)))
+                handles.append(module.register_forward_hook(partial(run.hook, path)))
+            for name in containers:
+                for item in _called_items(self.model.get_submodule(paths[name])):
+                    handles.append(item.register_forward_hook(partial(run.container_hook, name)))
+            with training_mode(self.model, self.training):
+                self.model(*args, **kwargs)
+        except _StopForward as stop:
+            if stop.run is not run:  # an enclosing extractor's stop: not ours to catch
+                raise
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name in nodes:
+            if name not in run.captured:
+                mode = "train" if self.training else "eval"
+                if name in containers:
+                    raise NodeNotFoundError(
+                        f"`{name}` ({type(self.model.get_submodule(paths[name])).__name__}, no forward of its "
+                        f"own) stands for the last call of its items, and none ran in this forward ({mode} "
+                        f"mode). {_LIST_HINT}"
+                    )
+                raise run.not_called(name, paths[name], mode)
+        return {key: run.captured[name] for name, key in nodes.items()}
+
+    def extra_repr(self) -> str:
+        return f"strategy='hooks', return_nodes={self.return_nodes}"
