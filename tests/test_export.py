@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
 import pickle
 
 import pytest
@@ -13,7 +12,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 import fxtract
-from fxtract import NodeNotFoundError, StrategyError, TraceError, _export
+from fxtract import NodeNotFoundError, StrategyError, TraceError
 from fxtract._errors import FxtractValueError
 from fxtract._export import (
     ExportFeatureExtractor,
@@ -419,7 +418,3 @@ def test_static_batch():
     )
     with pytest.raises(FxtractValueError, match=r"x of shape \(2, 4\), got \(3, 4\)"):
         extractor(torch.randn(3, 4))
-
-
-def test_docstring_examples():
-    assert doctest.testmod(_export, optionflags=doctest.ELLIPSIS).failed == 0

@@ -27,13 +27,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "LeafModuleAwareTracer": "_naming",
     "NodePathTracer": "_naming",
-    "get_graph_node_names": "_naming",
+    "get_graph_node_names": "_api",
     "_is_subseq": "_naming",
     "_warn_graph_differences": "_naming",
-    "create_feature_extractor": "_extractor",
+    "create_feature_extractor": "_api",
     "DualGraphModule": "_graph_module",
-    "describe": "_describe",
-    "feature_info": "_describe",
+    "describe": "_api",
+    "feature_info": "_api",
     "NodeInfo": "_info",
     "NodeInfoList": "_info",
     "select_nodes": "_select",
@@ -61,8 +61,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._describe import describe, feature_info
-    from ._extractor import create_feature_extractor
+    from ._api import create_feature_extractor, describe, feature_info, get_graph_node_names
     from ._graph_module import DualGraphModule
     from ._info import NodeInfo, NodeInfoList
     from ._naming import (
@@ -70,7 +69,6 @@ if TYPE_CHECKING:  # pragma: no cover
         NodePathTracer,
         _is_subseq,  # noqa: F401
         _warn_graph_differences,  # noqa: F401
-        get_graph_node_names,
     )
     from ._select import select_nodes
 

@@ -35,7 +35,6 @@ __all__ = [
     "NodePathTracer",
     "_is_subseq",
     "_warn_graph_differences",
-    "get_graph_node_names",
     "last_call_under",
 ]
 
@@ -668,51 +667,3 @@ def trace_modes(
             graph = tracer.trace(model, concrete_args=concrete_args)
         out[mode] = (tracer, graph)
     return out
-
-
-def get_graph_node_names(
-    model: nn.Module,
-    tracer_kwargs: Optional[dict[str, Any]] = None,
-    suppress_diff_warning: bool = False,
-    concrete_args: Optional[dict[str, Any]] = None,
-    *,
-    naming: str = "fxtract",
-    strategy: str = "auto",
-    example_inputs: Any = None,
-) -> tuple[list[str], list[str]]:
-    """Node names of ``model`` in execution order, for train and for eval mode.
-
-    Drop-in for ``torchvision.models.feature_extraction.get_graph_node_names``.
-
-    Args:
-        model: the model; it is traced twice and left exactly as it was.
-        tracer_kwargs: options for :class:`NodePathTracer` / ``torch.fx.Tracer``
-            (``leaf_modules`` by class, instance or path pattern, ``autowrap_functions``...).
-            Never modified.
-        suppress_diff_warning: do not warn when the two graphs differ.
-        concrete_args: arguments of ``forward`` to fix while tracing.
-        naming: ``"fxtract"`` or ``"torchvision"`` (see "About node names" in the README).
-        strategy: ``"auto"``, ``"fx"``, ``"export"`` or ``"hooks"`` (see
-            :func:`create_feature_extractor`).
-        example_inputs: inputs for the ``"export"`` and ``"hooks"`` strategies.
-
-    Returns:
-        ``(train_names, eval_names)``.
-
-    Example:
-        >>> import torch
-        >>> m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
-        >>> get_graph_node_names(m)[1]
-        ['input', '0', '1']
-    """
-    from ._fallback import graph_node_names
-
-    return graph_node_names(
-        model,
-        tracer_kwargs,
-        suppress_diff_warning,
-        concrete_args,
-        naming=naming,
-        strategy=strategy,
-        example_inputs=example_inputs,
-    )

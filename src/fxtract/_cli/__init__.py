@@ -124,7 +124,7 @@ def _load(spec: str, weights: Optional[str]) -> LoadedModel:
 
 def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo]:
     """``fxtract.describe``; its own warnings (strategy used, real forward) as ``fxtract:`` lines."""
-    from .._describe import describe
+    from .._api import describe
 
     with warnings.catch_warnings(record=True) as caught:
         infos = describe(loaded.model, example, tracer_kwargs=loaded.tracer_kwargs, **kwargs)

@@ -22,7 +22,7 @@ from torch import fx, nn
 
 from .._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
 from .._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
-from .._runtime import set_grad_enabled
+from .._runtime import clone_tree, set_grad_enabled
 
 __all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
 
@@ -370,8 +370,6 @@ def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[
         if (node, point) not in clones:
             with graph.inserting_after(point):
                 if _is_container(node):
-                    from ._runtime import clone_tree
-
                     clone = graph.call_function(clone_tree, (node,))
                 else:
                     clone = graph.call_method("clone", (node,))

@@ -7,34 +7,54 @@ detection models all work. The price is granularity: a name is one module call (
 
 Names follow the FX tracer's rule: a module's qualified path for its first call, ``path_1``,
 ``path_2``... for later calls, skipping any suffixed name that is another module's path.
+One :class:`_CallRecorder` names the calls for ``get_graph_node_names`` (a real forward
+under ``torch.no_grad()``) and for ``describe`` (a forward on fake tensors; a real one only
+when the model reads tensor values, with a warning).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from .._errors import (
+    FxtractError,
     FxtractTypeError,
     FxtractValueError,
     NodeNotFoundError,
     ReturnNodesError,
+    ShapeInferenceError,
     StrategyError,
     did_you_mean,
+    summarize,
 )
+from .._fake import (
+    has_meta,
+    model_placement,
+    needs_values,
+    param_count,
+    quiet_fake_tensor_log,
+    shapes_dtypes,
+    to_meta,
+)
+from .._info import NodeInfo
 from .._inputs import normalize_inputs
-from .._model_state import buffers_restored, training_mode
-from .._naming import UniqueNamer
+from .._model_state import ModelSnapshot, buffers_restored, stand_ins, training_mode
+from .._naming import UniqueNamer, last_call_under
+from .base import ModeViews, NoGraph, Request, other_modes
 
-__all__ = ["HookFeatureExtractor", "hook_node_names"]
+__all__ = ["HookFeatureExtractor", "HooksStrategy", "hook_node_names"]
 
 # `path_<k>`: the (k+1)-th call of module `path` (k has no leading zero, as UniqueNamer writes it).
 _LATER_CALL = re.compile(r"(.+)_([1-9][0-9]*)")
@@ -69,25 +89,10 @@ def hook_node_names(model: nn.Module, example_inputs: Any) -> tuple[list[str], l
 
 
 def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], train: bool) -> list[str]:
-    namer = UniqueNamer(path for path, _ in model.named_modules())
-    names: list[str] = []
-    thread = threading.get_ident()
-
-    def pre_hook(path: str, module: nn.Module, inputs: Any) -> None:
-        if threading.get_ident() == thread:  # not another thread's forward of the same model
-            names.append(namer.claim(path, owns_base=True))
-
-    handles = []
-    try:
-        with buffers_restored(model), torch.no_grad(), training_mode(model, train):
-            for path, module in model.named_modules():
-                if path:
-                    handles.append(module.register_forward_pre_hook(partial(pre_hook, path)))
-            model(*args, **kwargs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return names
+    recorder = _CallRecorder(model)
+    with recorder.hooks(), buffers_restored(model), torch.no_grad(), training_mode(model, train):
+        model(*args, **kwargs)
+    return [c.name for c in recorder.calls]
 
 
 class _StopForward(BaseException):
@@ -347,3 +352,260 @@ class HookFeatureExtractor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"strategy='hooks', return_nodes={self.return_nodes}"
+
+
+@dataclass
+class _Call:
+    """One module call seen by the hooks."""
+
+    name: str
+    path: str
+    module_type: type
+    parent: str
+    shapes: tuple[tuple[int, ...], ...] = ()
+    dtypes: tuple[str, ...] = ()
+
+
+class _CallRecorder:
+    """Forward hooks on every submodule: each call's name and output shapes (names and describe)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.namer = UniqueNamer(p for p, _ in model.named_modules())
+        self.calls: list[_Call] = []
+        self.stack: list[_Call] = []
+        self.thread = threading.get_ident()
+
+    @contextlib.contextmanager
+    def hooks(self) -> Iterator[None]:
+        handles = []
+        try:
+            for path, module in self.model.named_modules():
+                if path:
+                    handles.append(module.register_forward_pre_hook(partial(self._pre, path)))
+                    handles.append(module.register_forward_hook(partial(self._post, path)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _pre(self, path: str, module: nn.Module, args: Any) -> None:
+        if threading.get_ident() != self.thread:  # another thread's forward of the same model
+            return
+        parent = self.stack[-1].name if self.stack else ""
+        call = _Call(self.namer.claim(path, owns_base=True), path, type(module), parent)
+        self.calls.append(call)
+        self.stack.append(call)
+
+    def _post(self, path: str, module: nn.Module, args: Any, output: Any) -> None:
+        if threading.get_ident() != self.thread or not self.stack:
+            return
+        call = self.stack.pop()
+        call.shapes, call.dtypes = shapes_dtypes(output)  # no reference to the output is kept
+
+    def where(self) -> str:
+        """Where the forward stopped: the innermost module call still running."""
+        if not self.stack:
+            return f"in the top-level forward of {type(self.model).__name__}"
+        call = self.stack[-1]
+        return f"in module call {call.name!r} ({call.module_type.__name__})"
+
+
+def _fake_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``model(*args, **kwargs)`` with fake parameters, buffers and inputs (meta ones if the model is)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    on_meta, device = model_placement(model)
+    if on_meta:
+        args, kwargs = pytree.tree_map_only(torch.Tensor, to_meta, (args, kwargs))
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def to_fake(t: torch.Tensor) -> torch.Tensor:
+        if t.is_meta and not on_meta:  # a meta example input: stand-in on the model's device
+            with mode:
+                return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+        return mode.from_tensor(t)
+
+    args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (args, kwargs))
+    # The fake parameters stand in for the real ones: what forward does to them (batch-norm
+    # statistics, ``self.count += 1``) never reaches the user's model.
+    fake = (lambda t: mode.from_tensor(to_meta(t))) if on_meta else mode.from_tensor
+    # The stand-ins are made before the fake mode is entered: from real (or meta) tensors.
+    with quiet_fake_tensor_log(), stand_ins(model, fake):  # noqa: SIM117
+        with mode:
+            model(*args, **kwargs)
+
+
+def _real_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """One real forward under ``torch.no_grad()``; buffers, attributes and RNG state restored."""
+
+    cuda = sorted(
+        {t.device.index or 0 for t in (*model.parameters(), *model.buffers()) if t.device.type == "cuda"}
+    )
+    with torch.random.fork_rng(devices=cuda), buffers_restored(model), torch.no_grad():
+        model(*args, **kwargs)
+
+
+def _hook_calls(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], training: bool, allow_real: bool
+) -> tuple[list[_Call], Optional[str]]:
+    """The module calls of one forward in this mode, and why a real forward ran (``None``: it did not)."""
+    reason = None
+    for real in (False, True) if allow_real else (False,):
+        recorder = _CallRecorder(model)
+        # Forward may assign attributes (``self.cache = x``): no fake tensor may stay in the model.
+        snapshot = ModelSnapshot(model)
+        try:
+            with recorder.hooks(), training_mode(model, training):
+                if real:
+                    _real_forward(model, args, kwargs)
+                else:
+                    _fake_forward(model, args, kwargs)
+            return recorder.calls, reason
+        except Exception as e:
+            if real or not needs_values(e):
+                raise _forward_error(model, recorder, e, real) from e
+            if not allow_real:
+                err = _forward_error(model, recorder, e, real)
+                if isinstance(err, ShapeInferenceError):
+                    err.reason = (
+                        f"{recorder.where()}: it needs tensor values, and a real forward runs only in the "
+                        "mode described"
+                    )
+                raise err from e
+            reason = f"{type(model).__name__} cannot run on fake tensors ({recorder.where()}: {summarize(e)})"
+            if model_placement(model)[0]:
+                raise StrategyError(
+                    f"describe() cannot infer the shapes of {type(model).__name__} with strategy='hooks': "
+                    f"its forward needs tensor values ({recorder.where()}: {summarize(e)}), which fake tensors "
+                    "do not have, and its parameters are on the meta device, so no real forward can run. "
+                    "Load real weights (model.to_empty(device=...) and initialise), or make that code "
+                    "depend on shapes only."
+                ) from e
+            if has_meta((args, kwargs)):
+                raise StrategyError(
+                    f"describe() cannot infer the shapes of {type(model).__name__} with strategy='hooks': "
+                    f"its forward needs tensor values ({recorder.where()}: {summarize(e)}) and example_inputs "
+                    "are on the meta device, so no real forward can run; pass real example inputs."
+                ) from e
+        finally:
+            snapshot.restore()
+    raise AssertionError("unreachable")  # pragma: no cover (the real forward returns or raises)
+
+
+def _forward_error(model: nn.Module, recorder: _CallRecorder, e: Exception, real: bool) -> FxtractError:
+    if isinstance(e, FxtractError):
+        return e
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    run = "a real forward" if real else "a forward on fake tensors"
+    return ShapeInferenceError(
+        f"cannot infer the shapes of {type(model).__name__} (strategy='hooks'): {run} failed "
+        f"{recorder.where()}: {type(e).__name__}: {detail} (check example_inputs).",
+        data_dependent=needs_values(e),
+        reason=f"{recorder.where()}: {type(e).__name__}: {detail}"[:300],
+    )
+
+
+class _HookView:
+    """The module calls of one mode's forward, by name, in the order they started."""
+
+    def __init__(self, model: nn.Module, calls: list[_Call]) -> None:
+        self.model = model
+        self.calls = {c.name: c for c in calls}
+        self.names = list(self.calls)
+        self.node_names = set(self.names)
+        self.types = {c.name: c.module_type for c in calls}
+
+    def info(self, name: str, modes: str) -> NodeInfo:
+        call = self.calls[name]
+        return NodeInfo(
+            name=name,
+            kind="module",
+            target=call.module_type.__name__,
+            shapes=call.shapes,
+            dtypes=call.dtypes,
+            params=param_count(self.model, call.path),
+            modes=modes,
+            parent=call.parent,
+        )
+
+
+def _hook_views(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], used: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Each mode's module calls; ``{mode: why a real forward ran}``; ``{mode: why it failed}``.
+
+    A real forward runs only for the modes in ``used``; the other mode, needed only for
+    ``NodeInfo.modes``, runs on fake tensors or not at all.
+    """
+    views: dict[str, Any] = {}
+    real: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for m in (*used, *other_modes(used)):
+        try:
+            calls, reason = _hook_calls(model, args, kwargs, m == "train", allow_real=m in used)
+        except FxtractError as e:
+            if m in used:
+                raise
+            reason = e.reason if isinstance(e, ShapeInferenceError) else ""
+            views[m], skipped[m] = NoGraph(), reason or summarize(e)
+            continue
+        views[m] = _HookView(model, calls)
+        if reason is not None:
+            real[m] = reason
+    return views, real, skipped
+
+
+class HooksStrategy:
+    """Module calls of the model's own forward; names and describe run it, an extractor does not."""
+
+    name: ClassVar[str] = "hooks"
+    needs_inputs: ClassVar[frozenset[str]] = frozenset({"node_names", "views"})
+
+    def node_names(self, req: Request) -> tuple[list[str], list[str]]:
+        return hook_node_names(req.model, req.example_inputs)
+
+    def extractor(self, req: Request) -> _HooksBuilder:
+        _check_model(req.model)
+        return _HooksBuilder(req)
+
+    def views(self, req: Request) -> ModeViews:
+        views, real, skipped = _hook_views(req.model, *req.inputs(), req.modes)
+        return ModeViews(views, skipped, real)
+
+
+class _HooksBuilder:
+    def __init__(self, req: Request) -> None:
+        self.req = req
+
+    def names(self, mode: str) -> tuple[list[str], dict[str, type]]:
+        """The calls of one forward with ``example_inputs``; without, every submodule's path."""
+        model = self.req.model
+        if self.req.example_inputs is None:
+            modules = [(p, m) for p, m in model.named_modules() if p]
+            return [p for p, _ in modules], {p: type(m) for p, m in modules}
+        recorder = _CallRecorder(model)
+        args, kwargs = self.req.inputs()
+        with (
+            recorder.hooks(),
+            buffers_restored(model),
+            torch.no_grad(),
+            training_mode(model, mode == "train"),
+        ):
+            model(*args, **kwargs)
+        return [c.name for c in recorder.calls], {c.name: c.module_type for c in recorder.calls}
+
+    def build(self, train_nodes: Mapping[str, str], eval_nodes: Mapping[str, str]) -> HookFeatureExtractor:
+        return HookFeatureExtractor(self.req.model, dict(train_nodes), dict(eval_nodes))
+
+    def feature_shapes(
+        self, extractor: nn.Module, eval_nodes: Mapping[str, str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """One eval-mode forward on fake tensors (a real one only if the model reads tensor values)."""
+        calls, _ = _hook_calls(self.req.model, *self.req.inputs(), training=False, allow_real=True)
+        by_name = {c.name: c for c in calls}
+        shapes = {}
+        for name in eval_nodes:
+            call = by_name.get(name) or last_call_under(calls, name)
+            shapes[name] = call.shapes[0] if call is not None and call.shapes else ()
+        return shapes
