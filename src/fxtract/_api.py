@@ -56,7 +56,8 @@ def get_graph_node_names(
         concrete_args: arguments of ``forward`` to fix while tracing.
         naming: ``"fxtract"`` or ``"torchvision"`` (see "About node names" in the README).
         strategy: ``"auto"``, ``"fx"``, ``"export"`` or ``"hooks"`` (see
-            :func:`create_feature_extractor`).
+            :func:`create_feature_extractor`). ``"auto"`` warns, as the other calls do, when
+            it falls back (automatic leaves, export or hooks).
         example_inputs: inputs for the ``"export"`` and ``"hooks"`` strategies.
 
     Returns:
@@ -77,7 +78,7 @@ def get_graph_node_names(
         concrete_args=concrete_args,
         naming=naming,
     )
-    train, eval_ = run(strategy, req, "node_names", lambda s, r: s.node_names(r), announce=False).result
+    train, eval_ = run(strategy, req, "node_names", lambda s, r: s.node_names(r)).result
     if not suppress_diff_warning:
         _warn_graph_differences(train, eval_)
     return train, eval_

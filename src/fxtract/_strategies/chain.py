@@ -48,7 +48,6 @@ def run(
     task: str,
     do: Callable[[Strategy, Request], Any],
     *,
-    announce: bool = True,
     stacklevel: int = 3,
 ) -> Outcome:
     """Do ``task`` with ``strategy``: ``do(strategy_object, request)`` returns its result.
@@ -57,8 +56,8 @@ def run(
     ``example_inputs`` for ``task`` is skipped when none were given; if none is left, a
     :class:`StrategyError` (``needs_inputs=True``) says to pass them. A
     :class:`TraceError`, or a data-dependent :class:`ShapeInferenceError`, goes on to the
-    next strategy; one warning names the strategy used and why the earlier ones failed
-    (``announce=False``: silently). With an explicit strategy nothing is caught.
+    next strategy; one warning names the strategy used and why the earlier ones failed,
+    whatever the task. With an explicit strategy nothing is caught.
     """
     check_choice("strategy", strategy, STRATEGIES)
     assert task in TASKS, task
@@ -84,12 +83,11 @@ def run(
                 raise
             why.append(f"automatic leaves: {summarize(e) if isinstance(e, TraceError) else str(e)[:200]}")
         else:
-            if announce:
-                warnings.warn(
-                    "FX could not trace some modules, so they became leaves (their outputs are still "
-                    "available by path): " + "; ".join(f"{p} ({r})" for p, r in leaves.items()),
-                    stacklevel=stacklevel,
-                )
+            warnings.warn(
+                "FX could not trace some modules, so they became leaves (their outputs are still "
+                "available by path): " + "; ".join(f"{p} ({r})" for p, r in leaves.items()),
+                stacklevel=stacklevel,
+            )
             return Outcome(result, "fx", leaves)
     rest = [REGISTRY["export"], REGISTRY["hooks"]]
     for i, chosen in enumerate(rest):
@@ -103,11 +101,10 @@ def run(
                 raise
             why.append(f"{chosen.name}: {summarize(e)}")
             continue
-        if announce:
-            warnings.warn(
-                f"fxtract used strategy={chosen.name!r}; earlier strategies failed: " + " | ".join(why),
-                stacklevel=stacklevel,
-            )
+        warnings.warn(
+            f"fxtract used strategy={chosen.name!r}; earlier strategies failed: " + " | ".join(why),
+            stacklevel=stacklevel,
+        )
         return Outcome(result, chosen.name)
     failed = "; ".join(w for w in why if not w.endswith("(no example_inputs)"))
     raise StrategyError(
