@@ -19,7 +19,9 @@ import fxtract
 
 def main() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(144, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(144, 2)
+    )
     model.eval()
     x = torch.randn(2, 3, 8, 8)
     out = {"fxtract": fxtract.__version__, "input": x, "extractors": {}, "expected": {}}
