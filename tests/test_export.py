@@ -418,3 +418,17 @@ def test_static_batch():
     )
     with pytest.raises(FxtractValueError, match=r"x of shape \(2, 4\), got \(3, 4\)"):
         extractor(torch.randn(3, 4))
+
+
+def test_glob_return_nodes_with_export():
+    """``["*.1"]`` raised NodeNotFoundError with strategy export."""
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+    )
+    x = torch.randn(2, 4)
+    ex = fxtract.create_feature_extractor(model, ["*.1"], strategy="export", example_inputs=x).eval()
+    assert ex.eval_return_nodes == {"0.1": "0.1", "1.1": "1.1"}
+    want = module_outputs(model, x)
+    got = ex(x)
+    for name in ("0.1", "1.1"):
+        torch.testing.assert_close(got[name], want[name])
