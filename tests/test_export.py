@@ -432,3 +432,24 @@ def test_glob_return_nodes_with_export():
     got = ex(x)
     for name in ("0.1", "1.1"):
         torch.testing.assert_close(got[name], want[name])
+
+
+def test_export_extractor_has_the_attributes_of_the_others():
+    """ExportFeatureExtractor lacked train_return_nodes, eval_return_nodes and auto_leaves."""
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(2, 4)
+    ex = fxtract.create_feature_extractor(
+        model, train_return_nodes=["1"], eval_return_nodes={"2": "out"}, strategy="export", example_inputs=x
+    )
+    assert (ex.strategy, ex.train_return_nodes, ex.eval_return_nodes, ex.auto_leaves) == (
+        "export",
+        {"1": "1"},
+        {"2": "out"},
+        {},
+    )
+    assert [(f["name"], f["key"]) for f in ex.feature_info] == [("2", "out")]
+    again = pickle.loads(pickle.dumps(ex))
+    assert (again.train_return_nodes, again.eval_return_nodes, again.auto_leaves) == (
+        {"1": "1"},
+        {"2": "out"},
+        {},
+    )
