@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import bisect
 import builtins
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional
 
@@ -177,7 +179,6 @@ _FRESH = {
     "interpolate",
     "clone",
     "scaled_dot_product_attention",
-    "einsum",
     "baddbmm",
     "addmm",
     "cumsum",
@@ -214,7 +215,7 @@ _FRESH = {
     "embedding",
 }
 
-# Modules whose output is a new tensor (those with an `inplace` flag are decided by it).
+# Modules whose output is a new tensor.
 _FRESH_MODULES: tuple[type, ...] = (
     nn.modules.conv._ConvNd,
     nn.Linear,
@@ -239,6 +240,24 @@ _FRESH_MODULES: tuple[type, ...] = (
     nn.Softplus,
 )
 
+# Modules whose output is a new tensor unless their `inplace` flag is set. Any other module with
+# an `inplace` flag may still return its input itself (a Dropout in eval or with p=0).
+_FRESH_UNLESS_INPLACE: tuple[type, ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Threshold,
+    nn.RReLU,
+)
+
 # Container-returning ops: clone their elements, not the container.
 _CONTAINER_OPS = {
     "chunk",
@@ -257,6 +276,28 @@ def _op_name(node: fx.Node) -> str:
     if node.op == "call_method":
         return str(node.target)
     return getattr(node.target, "__name__", str(node.target))
+
+
+@functools.cache
+def _inplace_position(target: Any) -> Optional[int]:
+    try:
+        params = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return None
+    return params.index("inplace") if "inplace" in params else None
+
+
+def _inplace_arg(node: fx.Node) -> bool:
+    """``inplace=True`` given by keyword or by position (``F.relu(x, True)``)."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    if node.op != "call_function":
+        return False
+    try:
+        i = _inplace_position(node.target)
+    except TypeError:  # unhashable target
+        return False
+    return i is not None and i < len(node.args) and node.args[i] is True
 
 
 def _first_leaf(m: nn.Module) -> Optional[nn.Module]:
@@ -296,7 +337,7 @@ class _Aliases:
             if inplace is True or (inplace is None and getattr(_first_leaf(m), "inplace", False) is True):
                 self.mutates[node] = first_roots
                 self.roots[node] = first_roots | {node}
-            elif inplace is False or isinstance(m, _FRESH_MODULES):
+            elif isinstance(m, _FRESH_MODULES) or (inplace is False and isinstance(m, _FRESH_UNLESS_INPLACE)):
                 self.roots[node] = frozenset((node,))
             else:
                 self.roots[node] = self._inputs_roots(node) | {node}
@@ -310,11 +351,7 @@ class _Aliases:
         elif isinstance(out_kw, fx.Node):
             self.mutates[node] = self.roots.get(out_kw, frozenset())
             self.roots[node] = self.mutates[node]
-        elif (
-            is_inplace_name(name)
-            or node.target in _INPLACE_DUNDERS.values()
-            or node.kwargs.get("inplace") is True
-        ):
+        elif is_inplace_name(name) or node.target in _INPLACE_DUNDERS.values() or _inplace_arg(node):
             self.mutates[node] = first_roots
             self.roots[node] = first_roots | {node}
         elif name in _FRESH:

@@ -1,0 +1,87 @@
+"""Issue #17: extraction defects found by generated models, one regression test each.
+
+Every case is checked against the eager forward-hook oracle, and the user's model must be
+bit for bit what it was before (``snapshot`` / ``assert_unchanged``).
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fxtract import create_feature_extractor
+
+from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
+
+STRATEGIES = ["fx", "export", "hooks", "auto"]
+
+
+def extract(model, nodes, inputs, strategy):
+    """The extractor's outputs and the oracle's, the model checked unchanged by both calls."""
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, nodes, strategy=strategy, example_inputs=inputs)
+    assert_unchanged(model, before)
+    with torch.no_grad():
+        out = ex(*inputs)
+    assert_unchanged(model, before)
+    return ex, out, module_outputs(model, *inputs)
+
+
+def check(model, nodes, inputs, strategy):
+    ex, out, oracle = extract(model, nodes, inputs, strategy)
+    for n in nodes:
+        key = nodes[n] if isinstance(nodes, dict) else n
+        assert_same(oracle[n], out[key], n)
+    return ex
+
+
+# -- #17.1: a module or op that may return its input is assumed to --------------------------
+
+
+class Alias(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+ALIASES = {
+    "dropout_eval": nn.Dropout(0.1),
+    "dropout_p0": nn.Dropout(0.0),
+    "identity": nn.Identity(),
+    "flatten_noop": nn.Flatten(),
+    "contiguous": Alias(lambda x: x.contiguous()),
+    "view": Alias(lambda x: x.view(2, 4)),
+    "expand": Alias(lambda x: x.expand(2, 4)),
+    "reshape": Alias(lambda x: x.reshape(2, 4)),
+    "to_same": Alias(lambda x: x.to(torch.float32)),
+    "type_as": Alias(lambda x: x.type_as(x)),
+    "f_dropout": Alias(lambda x: F.dropout(x, 0.5, training=False)),
+    "einsum_permute": Alias(lambda x: torch.einsum("ij->ij", x)),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_alias_of_input_then_inplace(alias, strategy):
+    model = nn.Sequential(nn.Linear(4, 4), ALIASES[alias], nn.ReLU(inplace=True)).eval()
+    check(model, ["0", "1", "2"], (torch.randn(2, 4),), strategy)
+
+
+@pytest.mark.parametrize("strategy", ["fx", "auto"])
+def test_functional_inplace_by_position(strategy):
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return F.relu(self.lin(x), True)
+
+    check(M(), ["lin"], (torch.randn(2, 4),), strategy)
