@@ -364,8 +364,19 @@ class _Aliases:
 # protect_outputs
 
 
-def _is_container(node: fx.Node) -> bool:
+def _is_container(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether ``node`` may be a tuple / list / dict of tensors rather than one tensor."""
+    if node.op == "call_module":
+        return not _returns_tensor(modules.get(str(node.target)))
     return node.op in ("call_function", "call_method") and _op_name(node) in _CONTAINER_OPS
+
+
+def _returns_tensor(m: Optional[nn.Module]) -> bool:
+    """A leaf known to return one tensor: a ``torch.nn`` module other than the tuple-returning ones."""
+    if m is None or not type(m).__module__.startswith("torch.nn."):
+        return False  # a user's leaf may return anything
+    tuples = (nn.RNNBase, nn.MultiheadAttention, nn.AdaptiveLogSoftmaxWithLoss, nn.Sequential)
+    return not isinstance(m, tuples) and not getattr(m, "return_indices", False)
 
 
 def _written_after(graph: fx.Graph, root: nn.Module) -> Callable[[fx.Node, fx.Node], bool]:
@@ -398,6 +409,7 @@ def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[
     written_after = _written_after(graph, root)
     order = {n: i for i, n in enumerate(graph.nodes)}
     clones: dict[tuple[fx.Node, fx.Node], fx.Node] = {}
+    modules = dict(root.named_modules())
 
     def protect(node: fx.Node, point: fx.Node) -> fx.Node:
         if order[point] < order[node]:
@@ -406,7 +418,7 @@ def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[
             return node
         if (node, point) not in clones:
             with graph.inserting_after(point):
-                if _is_container(node):
+                if _is_container(node, modules):
                     from ._runtime import clone_tree
 
                     clone = graph.call_function(clone_tree, (node,))
