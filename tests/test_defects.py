@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fxtract import create_feature_extractor
+from fxtract import create_feature_extractor, describe
 
 from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
 
@@ -85,3 +85,61 @@ def test_functional_inplace_by_position(strategy):
             return F.relu(self.lin(x), True)
 
     check(M(), ["lin"], (torch.randn(2, 4),), strategy)
+
+
+# -- #17.5: a leaf that returns a tuple, then an in-place op on an element ------------------
+
+
+class TupleLeaves(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 1, batch_first=True)
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+        self.pool = nn.MaxPool1d(1, return_indices=True)
+
+    def forward(self, x):
+        h = self.attn(x, x, x)[0]
+        h.relu_()
+        o = self.lstm(h)[0]
+        o.relu_()
+        p = self.pool(o)[0]
+        return p.mul_(2)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_tuple_leaf_then_inplace(strategy):
+    check(TupleLeaves().eval(), ["attn", "lstm", "pool"], (torch.randn(2, 3, 4),), strategy)
+
+
+# -- #17.7: describe and example_inputs leave an LSTM (and every model) as it was -----------
+
+
+class WithLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True, num_layers=2)
+        self.gru = nn.GRU(4, 4, batch_first=True)
+        self.fc = nn.Linear(4, 2)
+        self.cache = [torch.zeros(1)]  # a user's list of tensors, compared by identity
+
+    def forward(self, x):
+        return self.fc(self.gru(self.lstm(x)[0])[0])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_describe_lstm_leaves_model_unchanged(strategy):
+    model, x = WithLSTM(), torch.randn(2, 3, 4)
+    expected = model(x)
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        infos = describe(model, x, strategy=strategy)
+    assert_unchanged(model, before)
+    assert "fc" in {i.name for i in infos}
+    torch.testing.assert_close(model(x), expected)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_extractor_with_inputs_lstm(strategy):
+    ex = check(WithLSTM(), ["lstm", "gru", "fc"], (torch.randn(2, 3, 4),), strategy)
+    assert ex.feature_info is not None
