@@ -143,3 +143,24 @@ def test_describe_lstm_leaves_model_unchanged(strategy):
 def test_extractor_with_inputs_lstm(strategy):
     ex = check(WithLSTM(), ["lstm", "gru", "fc"], (torch.randn(2, 3, 4),), strategy)
     assert ex.feature_info is not None
+
+
+# -- #17.8: a literal name with glob characters is that name, in a dict too ------------------
+
+
+class GlobKeys(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.md = nn.ModuleDict({"[x]": nn.Linear(4, 4), "x": nn.Linear(4, 4), "a*": nn.ReLU()})
+
+    def forward(self, x):
+        return self.md["a*"](self.md["x"](self.md["[x]"](x)))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("as_dict", [True, False])
+def test_literal_name_with_glob_characters(strategy, as_dict):
+    nodes = {"md.[x]": "feat", "md.a*": "act"} if as_dict else ["md.[x]", "md.a*"]
+    ex = check(GlobKeys(), nodes, (torch.randn(2, 4),), strategy)
+    with torch.no_grad():
+        assert list(ex(torch.randn(2, 4))) == (["feat", "act"] if as_dict else nodes)

@@ -160,9 +160,10 @@ def expand_queries(tracer: NodePathTracer, queries: Mapping[str, str], mode: str
 
     names = available_names(tracer)
     types = {c.name: c.module_type for c in tracer.module_calls}
+    exact = set(names) | {c.path for c in tracer.module_calls}
     out: dict[str, str] = {}
     for query, key in queries.items():
-        if not _is_pattern(query):
+        if not _is_pattern(query) or query in exact:  # a literal name (`md.[x]`) wins over a pattern
             out[query] = key
             continue
         if key != query:
