@@ -164,3 +164,41 @@ def test_literal_name_with_glob_characters(strategy, as_dict):
     ex = check(GlobKeys(), nodes, (torch.randn(2, 4),), strategy)
     with torch.no_grad():
         assert list(ex(torch.randn(2, 4))) == (["feat", "act"] if as_dict else nodes)
+
+
+# -- #17.4: a traced-through module returns a namedtuple the generated code cannot name ------
+
+
+def _local_structures():
+    from collections import OrderedDict, namedtuple
+
+    Pair = namedtuple("Pair", "a b")  # defined here, not where the model's class is
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return Pair(h, (Pair(x, h), OrderedDict(z=h)))
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x):
+            p = self.inner(x)
+            return p.a + p.b[0].a + p.b[1]["z"]
+
+    return Outer()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_local_namedtuple_output(strategy):
+    ex, out, oracle = extract(_local_structures(), ["inner"], (torch.randn(2, 4),), strategy)
+    assert_same(oracle["inner"], out["inner"], "inner")
+    assert type(out["inner"]) is type(oracle["inner"])
+    assert type(out["inner"].b[0]) is type(oracle["inner"].b[0])
+    assert type(out["inner"].b[1]) is type(oracle["inner"].b[1])

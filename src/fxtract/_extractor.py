@@ -14,6 +14,7 @@ from ._naming import NodePathTracer, _warn_graph_differences, trace_modes
 from ._rewrite import (
     available_names,
     build_output,
+    build_structures,
     drop_needless_clones,
     is_compute,
     protect_outputs,
@@ -217,6 +218,7 @@ def build_fx_extractor(
         protect_outputs(graph, model, {concrete[q]: node for q, node in read_at.items()})
         stats[mode] = dict(prune(graph, model, tracer))
         clones[mode] = drop_needless_clones(graph, model)
+        build_structures(graph)
         stats[mode].update(nodes_after=len(graph.nodes), compute_after=sum(map(is_compute, graph.nodes)))
         graphs[mode] = graph
         resolved[mode] = concrete

@@ -17,7 +17,7 @@ import builtins
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import fx, nn
@@ -97,12 +97,30 @@ def _enclosing_leaf(tracer: NodePathTracer, query: str) -> Optional[ModuleCall]:
     return None
 
 
+class _Rebuild(NamedTuple):
+    """A dict subclass (``OrderedDict``, a ``ModelOutput``) in a graph's output, rebuilt by
+    :func:`build_structures` (FX turns a dict argument into a plain ``immutable_dict``)."""
+
+    cls: type
+    items: dict
+
+
 def _as_arg(call: ModuleCall) -> Any:
     def unwrap(x: Any) -> Any:
-        return x.node if isinstance(x, fx.Proxy) else x
+        if isinstance(x, fx.Proxy):
+            return x.node
+        if isinstance(x, dict) and type(x) is not dict and all(isinstance(k, str) for k in x):
+            return _Rebuild(type(x), {k: unwrap(v) for k, v in x.items()})
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return type(x)(*(unwrap(v) for v in x))
+        if isinstance(x, (tuple, list)):
+            return type(x)(unwrap(v) for v in x)
+        if isinstance(x, dict):
+            return {k: unwrap(v) for k, v in x.items()}
+        return x
 
     try:
-        return fx.node.map_aggregate(call.output, unwrap)
+        return unwrap(call.output)
     except Exception as e:  # pragma: no cover - exotic containers
         raise FxtractTypeError(
             f"module call {call.name!r} returned a {type(call.output).__name__}, which an FX graph cannot "
@@ -116,6 +134,36 @@ def build_output(graph: fx.Graph, outputs: Mapping[str, Any]) -> fx.Node:
     for n in old:
         graph.erase_node(n)
     return graph.output(dict(outputs))
+
+
+def build_structures(graph: fx.Graph) -> int:
+    """Make each namedtuple or dict subclass in the output a node that builds it; return how many.
+
+    FX writes a structure nested in the output dict as its ``repr`` (``Pair(a=x, b=y)``), a
+    name the generated code does not know when the type is not defined where the model is
+    (#17.4); a ``call_function`` node registers the type itself. Runs last: the clones and
+    the pruning see the tensors inside the structures.
+    """
+    output = next(n for n in reversed(graph.nodes) if n.op == "output")
+    built = 0
+
+    def visit(v: Any) -> Any:
+        nonlocal built
+        if isinstance(v, _Rebuild):
+            built += 1
+            return graph.call_function(v.cls, (), {k: visit(x) for k, x in v.items.items()})
+        if isinstance(v, tuple) and hasattr(v, "_fields"):
+            built += 1
+            return graph.call_function(type(v), tuple(visit(x) for x in v))
+        if isinstance(v, (tuple, list)):
+            return type(v)(visit(x) for x in v)
+        if isinstance(v, dict):
+            return {k: visit(x) for k, x in v.items()}
+        return v
+
+    with graph.inserting_before(output):
+        output.args = tuple(visit(a) for a in output.args)
+    return built
 
 
 # ---------------------------------------------------------------------------------------------
