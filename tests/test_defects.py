@@ -197,7 +197,7 @@ def _local_structures():
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_local_namedtuple_output(strategy):
-    ex, out, oracle = extract(_local_structures(), ["inner"], (torch.randn(2, 4),), strategy)
+    _, out, oracle = extract(_local_structures(), ["inner"], (torch.randn(2, 4),), strategy)
     assert_same(oracle["inner"], out["inner"], "inner")
     assert type(out["inner"]) is type(oracle["inner"])
     assert type(out["inner"].b[0]) is type(oracle["inner"].b[0])
