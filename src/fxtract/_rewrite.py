@@ -348,6 +348,14 @@ def _inplace_arg(node: fx.Node) -> bool:
     return i is not None and i < len(node.args) and node.args[i] is True
 
 
+_KNOWN_CODE = ("torch.nn.", "torchvision.ops.")
+
+
+def _may_write_inputs(m: Optional[nn.Module]) -> bool:
+    """A leaf with code fxtract does not know (not ``torch.nn`` or ``torchvision.ops`` throughout)."""
+    return m is None or any(not type(c).__module__.startswith(_KNOWN_CODE) for c in m.modules())
+
+
 def _first_leaf(m: nn.Module) -> Optional[nn.Module]:
     for child in m.modules():
         if child is not m and not any(True for _ in child.children()):
@@ -361,6 +369,7 @@ class _Aliases:
     def __init__(self, graph: fx.Graph, root: nn.Module) -> None:
         self.roots: dict[fx.Node, frozenset[fx.Node]] = {}
         self.mutates: dict[fx.Node, frozenset[fx.Node]] = {}
+        self.assumed: set[fx.Node] = set()  # writes assumed of opaque leaves, not known
         modules = dict(root.named_modules())
         for node in graph.nodes:
             self._visit(node, modules)
@@ -389,6 +398,10 @@ class _Aliases:
                 self.roots[node] = frozenset((node,))
             else:
                 self.roots[node] = self._inputs_roots(node) | {node}
+                if _may_write_inputs(m):
+                    # Opaque code (an automatic or user leaf) may write what it is given (#17.6).
+                    self.mutates[node] = self._inputs_roots(node)
+                    self.assumed.add(node)
             return
         name = _op_name(node)
         out_kw = node.kwargs.get("out")
@@ -594,7 +607,9 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     for node in nodes:
         if node in kept or node.op not in ("call_function", "call_method", "call_module"):
             continue
-        external = any(r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ()))
+        external = node not in aliases.assumed and any(
+            r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ())
+        )
         if external or node.meta.get("fxtract_state_update"):
             add = closure(node, cheap_only=False) if in_active_scope(node) else None
         elif node.target in _CHECKS or _is_impure(node, modules):
