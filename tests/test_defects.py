@@ -202,3 +202,58 @@ def test_local_namedtuple_output(strategy):
     assert type(out["inner"]) is type(oracle["inner"])
     assert type(out["inner"].b[0]) is type(oracle["inner"].b[0])
     assert type(out["inner"].b[1]) is type(oracle["inner"].b[1])
+
+
+# -- #17.6: a leaf (automatic or declared) that writes its input -----------------------------
+
+
+class WritesInput(nn.Module):
+    def forward(self, h):
+        if int(h.shape[0]) > 0:  # FX cannot trace this: an automatic leaf under "auto"
+            h[:, 0] = 0
+        return h * 2
+
+
+class Scale(nn.Module):
+    def forward(self, x):
+        if x.sum() > -1e9:  # data-dependent: export cannot either
+            x.mul_(-1)
+        return x
+
+
+class LeafWrites(nn.Module):
+    def __init__(self, leaf):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.leaf = leaf
+        self.out = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return self.out(self.leaf(h)) + h
+
+
+@pytest.mark.parametrize(
+    ("leaf", "strategy"),
+    [
+        (WritesInput, "auto"),
+        (WritesInput, "export"),
+        (WritesInput, "hooks"),
+        (Scale, "auto"),
+        (Scale, "hooks"),
+    ],
+)
+def test_leaf_writes_its_input(leaf, strategy):
+    check(LeafWrites(leaf()), ["lin", "leaf", "out"], (torch.randn(2, 4),), strategy)
+
+
+@pytest.mark.parametrize("leaf", [WritesInput, Scale])
+def test_declared_leaf_writes_its_input(leaf):
+    model, x = LeafWrites(leaf()), torch.randn(2, 4)
+    ex = create_feature_extractor(
+        model, ["lin", "leaf"], tracer_kwargs={"leaf_modules": [leaf]}, strategy="fx"
+    )
+    oracle = module_outputs(model, x)
+    out = ex(x)
+    for n in ("lin", "leaf"):
+        assert_same(oracle[n], out[n], n)
