@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fxtract import create_feature_extractor, describe
+from fxtract import create_feature_extractor, describe, get_graph_node_names
 
 from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
 
@@ -257,3 +257,47 @@ def test_declared_leaf_writes_its_input(leaf):
     out = ex(x)
     for n in ("lin", "leaf"):
         assert_same(oracle[n], out[n], n)
+
+
+# -- #17.3: a module shared by two parents, under export --------------------------------------
+
+Halves = __import__("collections").namedtuple("Halves", "pre post")
+
+
+class Parent(nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.act = act
+
+    def forward(self, x):
+        h = self.lin(x)
+        return Halves(h, self.act(h))
+
+
+class SharedChild(nn.Module):
+    def __init__(self):
+        super().__init__()
+        act = nn.GELU()
+        self.p = Parent(act)
+        self.q = Parent(act)
+
+    def forward(self, x):
+        return self.q(self.p(x).post).post
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_shared_module_second_call(strategy):
+    x = torch.randn(2, 4)
+    model = SharedChild()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = get_graph_node_names(model, strategy=strategy, example_inputs=(x,))[1]
+    if strategy != "hooks":  # hooks list module calls only: p.act_1 is there, q.lin too
+        assert names == ["x", "p.lin", "p.act", "q.lin", "p.act_1"]
+    assert "p.act_1" in names
+    nodes = ["p", "p.act", "q", "p.act_1"]
+    _, out, oracle = extract(model, nodes, (x,), strategy)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)
+        assert type(out[n]) is type(oracle[n]), n
