@@ -320,8 +320,8 @@ class _ModelSnapshot:
 
     Python code in ``forward`` may assign attributes (``self.cache = x``); FX runs it on
     Proxies, which would leave Proxies in the user's model. The contents of list and dict
-    attributes are kept too (``nn.LSTM`` rebuilds ``_flat_weights`` from the stand-in
-    parameters of a fake forward). Values are compared by identity: ``==`` on a list of
+    attributes that hold tensors are kept too (``nn.LSTM`` rebuilds ``_flat_weights`` from
+    the stand-in parameters of a fake forward). Values are compared by identity: ``==`` on a list of
     tensors is ambiguous.
     """
 
@@ -350,6 +350,8 @@ class _ModelSnapshot:
                     d.clear()
                     d.update(v)
             for obj, items in contents.values():
+                if not _holds_tensor(obj) and not _holds_tensor(items):
+                    continue  # a record the forward keeps on purpose (a list of strings)
                 if isinstance(obj, list) and (
                     len(obj) != len(items) or any(a is not b for a, b in zip(obj, items))
                 ):
@@ -357,6 +359,10 @@ class _ModelSnapshot:
                 elif isinstance(obj, dict) and not _same_items(obj, items):
                     obj.clear()
                     obj.update(items)
+
+
+def _holds_tensor(c: Any) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in (c.values() if isinstance(c, dict) else c))
 
 
 def _same_items(a: dict, b: dict) -> bool:
