@@ -175,7 +175,9 @@ def test_raft_small_uses_export():
 
 def test_get_graph_node_names_falls_back():
     with pytest.warns(UserWarning, match=r"fxtract used strategy='hooks'; earlier strategies failed: fx: "):
-        names = get_graph_node_names(U.SumBranch(), example_inputs=torch.ones(2, 8), suppress_diff_warning=True)
+        names = get_graph_node_names(
+            U.SumBranch(), example_inputs=torch.ones(2, 8), suppress_diff_warning=True
+        )
     assert names[1] == ["a", "b", "c"]
 
 

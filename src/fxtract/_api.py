@@ -223,8 +223,9 @@ def create_feature_extractor(
 def _build(strategy: Strategy, req: Request) -> tuple[Builder, dict[str, str], dict[str, str], nn.Module]:
     """Trace, expand the patterns over the names the trace offers, build: the same for every strategy."""
     builder = strategy.extractor(req)
-    train = expand_patterns(req.train_nodes, lambda: builder.names("train"))
-    eval_ = expand_patterns(req.eval_nodes, lambda: builder.names("eval"))
+    paths = [p for p, _ in req.model.named_modules()]
+    train = expand_patterns(req.train_nodes, lambda: builder.names("train"), literal=paths)
+    eval_ = expand_patterns(req.eval_nodes, lambda: builder.names("eval"), literal=paths)
     return builder, train, eval_, builder.build(train, eval_)
 
 

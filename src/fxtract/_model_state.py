@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -20,7 +20,10 @@ class ModelSnapshot:
     """Shallow copy of every module's attributes, restored after tracing.
 
     Python code in ``forward`` may assign attributes (``self.cache = x``); FX runs it on
-    Proxies, which would leave Proxies in the user's model.
+    Proxies, which would leave Proxies in the user's model. The contents of list and dict
+    attributes that hold tensors are kept too (``nn.LSTM`` rebuilds ``_flat_weights`` from
+    the stand-in parameters of a fake forward). Values are compared by identity: ``==`` on a list of
+    tensors is ambiguous.
     """
 
     _DICTS = ("_parameters", "_buffers", "_modules")
@@ -29,18 +32,42 @@ class ModelSnapshot:
         self._saved = []
         for m in root.modules():
             inner = {k: dict(m.__dict__[k]) for k in self._DICTS if k in m.__dict__}
-            self._saved.append((m, dict(m.__dict__), inner))
+            attrs = dict(m.__dict__)
+            contents = {
+                k: (v, list(v) if isinstance(v, list) else dict(v))
+                for k, v in attrs.items()
+                if k not in self._DICTS and type(v) in (list, dict)
+            }
+            self._saved.append((m, attrs, inner, contents))
 
     def restore(self) -> None:
-        for m, attrs, inner in self._saved:
-            if m.__dict__ != attrs:
+        for m, attrs, inner, contents in self._saved:
+            if not _same_items(m.__dict__, attrs):
                 m.__dict__.clear()
                 m.__dict__.update(attrs)
             for k, v in inner.items():
                 d = m.__dict__[k]
-                if d != v:
+                if not _same_items(d, v):
                     d.clear()
                     d.update(v)
+            for obj, items in contents.values():
+                if not _holds_tensor(obj) and not _holds_tensor(items):
+                    continue  # a record the forward keeps on purpose (a list of strings)
+                if isinstance(obj, list) and (
+                    len(obj) != len(items) or any(a is not b for a, b in zip(obj, items))
+                ):
+                    obj[:] = items
+                elif isinstance(obj, dict) and not _same_items(obj, items):
+                    obj.clear()
+                    obj.update(items)
+
+
+def _holds_tensor(c: Any) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in (c.values() if isinstance(c, dict) else c))
+
+
+def _same_items(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
 
 
 @contextlib.contextmanager

@@ -175,12 +175,17 @@ def _as_types(types: Optional[Union[type, Iterable[type]]]) -> tuple[type, ...]:
 
 
 def expand_patterns(
-    queries: Mapping[str, str], catalog: Callable[[], tuple[Sequence[str], Mapping[str, type]]]
+    queries: Mapping[str, str],
+    catalog: Callable[[], tuple[Sequence[str], Mapping[str, type]]],
+    *,
+    literal: Iterable[str] = (),
 ) -> dict[str, str]:
     """``{query: key}`` with each glob / ``re:`` query replaced by the names it matches (each its own key).
 
     ``catalog()`` gives the selectable names in order and the module-call types; it is
-    called only when a query is a pattern. Every strategy's extractor uses this.
+    called only when a query is a pattern. A query that is itself a name (of the catalog,
+    or in ``literal``: module paths such as ``md.[x]``) is that name, not a pattern.
+    Every strategy's extractor uses this.
 
     Example:
         >>> expand_patterns({"x": "x", "b*": "b*"}, lambda: (["x", "b1", "b2"], {}))
@@ -189,9 +194,10 @@ def expand_patterns(
     if not any(is_pattern(q) for q in queries):
         return dict(queries)
     names, types = catalog()
+    exact = {*names, *types, *literal}
     out: dict[str, str] = {}
     for query, key in queries.items():
-        if not is_pattern(query):
+        if not is_pattern(query) or query in exact:  # a literal name (`md.[x]`) wins over a pattern
             out[query] = key
             continue
         if key != query:

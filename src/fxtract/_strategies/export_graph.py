@@ -9,6 +9,7 @@ pickles as node lists (see :class:`ExportFeatureExtractor`).
 from __future__ import annotations
 
 import copy
+import functools
 import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,45 @@ __all__ = ["ExportFeatureExtractor", "create_export_extractor"]
 
 # ---------------------------------------------------------------------------------------------
 # Aliasing: the training IR of torch.export is not functional (relu_, add_ stay in-place).
+
+
+# Composite ops whose schema shows no alias but whose Python-level code may return the input
+# itself (``dropout`` in eval or with p=0, ``type_as`` to the same type, a permuting ``einsum``)
+# are assumed to alias it, except these, known to build a new tensor.
+_FRESH_COMPOSITE = {
+    "linear",
+    "bilinear",
+    "matmul",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "layer_norm",
+    "group_norm",
+    "batch_norm",
+    "instance_norm",
+    "rms_norm",
+    "softmax",
+    "log_softmax",
+    "scaled_dot_product_attention",
+    "pad",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "embedding_bag",
+}
+
+
+@functools.cache
+def _may_return_input(op: Any) -> bool:
+    if not isinstance(op, torch._ops.OpOverload) or op._schema.name.split("::")[-1] in _FRESH_COMPOSITE:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
 
 
 def _alias_info(graph: fx.Graph) -> tuple[dict[fx.Node, fx.Node], dict[fx.Node, list[fx.Node]]]:
@@ -50,6 +90,10 @@ def _alias_info(graph: fx.Graph) -> tuple[dict[fx.Node, fx.Node], dict[fx.Node, 
                     written.append(roots.get(value, value))
                 if ret_sets & set(arg.alias_info.before_set) and root is node:
                     root = roots.get(value, value)
+            if root is node and not ret_sets and _may_return_input(target):
+                inputs = node.all_input_nodes  # einsum takes a list
+                if inputs:
+                    root = roots.get(inputs[0], inputs[0])
         elif node.op == "call_function" and target is operator.getitem:
             source = node.args[0]
             if isinstance(source, fx.Node) and roots.get(source, source) is not source:

@@ -129,6 +129,8 @@ class _CallRecorder:
     def __init__(self, model: nn.Module, leaf: LeafModuleAwareTracer) -> None:
         self.paths = {id(m): p for p, m in model.named_modules() if p}
         self.modules = dict(model.named_modules())
+        # Every path to a module, to the one path the hooks record (a module shared by two parents).
+        self.canonical = {p: self.paths[id(m)] for p, m in model.named_modules(remove_duplicate=False) if p}
         self.leaf = leaf
         self.calls: list[ModuleCall] = []
         self.by_key: dict[tuple[str, int], ModuleCall] = {}
@@ -149,7 +151,7 @@ class _CallRecorder:
             post.remove()
 
     def _pre(self, module: nn.Module, args: Any) -> None:
-        path = self.paths.get(id(module))
+        path = self.paths.get(id(_base_module(module)))
         if path is None:
             return
         k = self._count.get(path, 0)
@@ -161,7 +163,7 @@ class _CallRecorder:
         self._stack.append(call)
 
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
-        if id(module) not in self.paths or not self._stack:
+        if id(_base_module(module)) not in self.paths or not self._stack:
             return
         call = self._stack.pop()
         try:
@@ -197,6 +199,13 @@ class _CallRecorder:
             else:
                 tagged.append(None)  # an object a graph cannot return (a HF cache): None in its place
         return spec, tagged
+
+
+def _base_module(module: nn.Module) -> nn.Module:
+    """The model's own module behind export's stand-in (a model with a shared module runs on
+    ``_AttrProxy`` objects, one per path)."""
+    get_base = getattr(type(module), "get_base", None)
+    return get_base(module) if get_base is not None else module
 
 
 @dataclass(frozen=True)
@@ -422,11 +431,20 @@ def _trace_mode(
     calls = list(recorder.calls)
     start = {id(c): i for i, c in enumerate(calls)}
     node_calls: dict[fx.Node, list[ModuleCall]] = {}
+    # A module shared by two parents is reached by two paths; the hooks record its one path.
+    canonical = recorder.canonical
+    by_alias: dict[tuple[str, int], ModuleCall] = {}
     for node in graph.nodes:
         chain: list[ModuleCall] = []
         for key, value in (node.meta.get("nn_module_stack") or {}).items():
             path = value[0] if isinstance(value, tuple) else None
-            if not path or path not in recorder.modules:
+            if not path or path not in canonical:
+                continue
+            if canonical[path] != path:
+                call = _shared_call(recorder, canonical[path], key, chain[-1] if chain else None, by_alias)
+                if call is not None:
+                    call.nodes.append(node)
+                    chain.append(call)
                 continue
             call = recorder.by_key.get((path, _call_index(key)))
             if call is None:  # a call the hooks did not see (forward called directly)
@@ -491,6 +509,32 @@ def _trace_mode(
     innermost = {node: chain[-1] for node, chain in node_calls.items() if chain}
     returns = {c.name: structures[id(c)] for c in module_calls if id(c) in structures}
     return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints), returns)
+
+
+def _shared_call(
+    recorder: _CallRecorder,
+    path: str,
+    key: str,
+    parent: Optional[ModuleCall],
+    by_alias: dict[tuple[str, int], ModuleCall],
+) -> Optional[ModuleCall]:
+    """The recorded call of a shared module that ``nn_module_stack`` names by another path.
+
+    The stack key (``L__self___q_act``) counts calls per path, the hooks per module: the
+    call is the first one of ``path`` inside ``parent`` not yet taken by another key (#17.3).
+    """
+    memo = (key, id(parent))
+    if memo not in by_alias:
+        taken = {id(c) for c in by_alias.values()}
+        by_alias[memo] = next(
+            (
+                c
+                for c in recorder.calls
+                if c.path == path and c.parent is parent and id(c) not in taken and not c.nodes
+            ),
+            None,
+        )
+    return by_alias[memo]
 
 
 def _call_output(call: ModuleCall) -> Optional[Target]:

@@ -35,6 +35,7 @@ from .base import ModeViews, Request
 from .fx_passes import (
     available_names,
     build_output,
+    build_structures,
     drop_needless_clones,
     is_compute,
     protect_outputs,
@@ -153,6 +154,7 @@ def _build(
         protect_outputs(graph, model, {concrete[q]: node for q, node in read_at.items()})
         stats[mode] = dict(prune(graph, model, tracer))
         clones[mode] = drop_needless_clones(graph, model)
+        build_structures(graph)
         stats[mode].update(nodes_after=len(graph.nodes), compute_after=sum(map(is_compute, graph.nodes)))
         graphs[mode] = graph
     if not req.suppress_diff_warning:
