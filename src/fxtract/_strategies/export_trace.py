@@ -274,8 +274,7 @@ def _export(
                     ep = torch.export.export(model, args, kwargs, dynamic_shapes=shapes, strict=False)
             sys.stderr.write(stderr.getvalue())
             return ep, recorder
-        except Exception as e:
-            e.fxtract_stderr = stderr.getvalue()  # type: ignore[attr-defined]
+        except Exception as e:  # torch's notes in stderr only repeat it: the TraceError chains it
             errors.append(e)
         finally:
             snapshot.restore()
