@@ -15,6 +15,7 @@ from ._rewrite import (
     available_names,
     build_output,
     build_structures,
+    demote_augmented,
     drop_needless_clones,
     is_compute,
     protect_outputs,
@@ -212,6 +213,7 @@ def build_fx_extractor(
     clones: dict[str, int] = {}
     for mode, queries in (("train", train_nodes), ("eval", eval_nodes)):
         tracer, graph = traced[mode]
+        demote_augmented(graph, model, tracer)
         concrete = expand_queries(tracer, queries, mode)
         values, read_at = resolve(tracer, concrete, mode)
         build_output(graph, {key: values[q] for q, key in concrete.items()})
