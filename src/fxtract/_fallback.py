@@ -174,7 +174,9 @@ def _create(
         return extractor
     if example_inputs is not None:
         try:
-            extractor = _export_extractor(model, train_nodes, eval_nodes, example_inputs)
+            extractor = _export_extractor(
+                model, train_nodes, eval_nodes, example_inputs, require_current=True
+            )
         except TraceError as e:
             why.append(f"export: {_short(e)}")
         else:
@@ -194,12 +196,20 @@ def _warn_fallback(used: str, why: list[str]) -> None:
 
 
 def _export_extractor(
-    model: nn.Module, train: Mapping[str, str], eval_: Mapping[str, str], inputs: Any
+    model: nn.Module,
+    train: Mapping[str, str],
+    eval_: Mapping[str, str],
+    inputs: Any,
+    *,
+    require_current: bool = False,
 ) -> nn.Module:
     from ._describe import export_feature_rows
-    from ._export import create_export_extractor, trace_export
+    from ._export import FailedTrace, create_export_extractor, trace_export
 
     traces = trace_export(model, inputs)
+    current = traces["train" if model.training else "eval"]
+    if require_current and isinstance(current, FailedTrace):
+        raise current.error  # under auto, hooks serve the mode the extractor starts in
     extractor = create_export_extractor(model, dict(train), dict(eval_), inputs, traces=traces)
     try:  # from the fake values export recorded: no second export
         rows = export_feature_rows(traces["eval"], eval_, inputs)
@@ -239,7 +249,7 @@ def graph_node_names(
         train, eval_ = hook_node_names(model, example_inputs)
     else:
         train, eval_ = _fx_names(model, tracer_kwargs, concrete_args, naming, strategy, example_inputs)
-    if not suppress_diff_warning:
+    if not suppress_diff_warning and train and eval_:  # an empty mode did not run: it warned
         _warn_graph_differences(train, eval_)
     return train, eval_
 
