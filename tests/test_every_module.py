@@ -102,3 +102,51 @@ def test_detection_model_in_train_mode_without_targets():
     oracle = module_outputs(model, images)
     with torch.no_grad():
         assert_same(oracle["backbone.body"], ex(images)["backbone.body"], "backbone.body")
+
+
+# -- line 4: in-place writes (leaf writes and FX's augmented assignment: tests/test_defects.py) --
+
+VIEW_WRITES = {
+    "view_relu_": lambda t: t.view(-1).relu_(),
+    "transpose_mul_": lambda t: t.transpose(0, 1).mul_(3),
+    "unsqueeze_squeeze_zero_": lambda t: t.unsqueeze(0).squeeze(0)[0].zero_(),
+}
+
+
+class EditsThroughView(nn.Module):
+    def __init__(self, edit):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.edit = edit
+
+    def forward(self, x):
+        t = self.lin(x)
+        self.edit(t)
+        return t
+
+
+class ViewWriter(nn.Module):
+    def __init__(self, edit):
+        super().__init__()
+        self.block = EditsThroughView(edit)
+        self.out = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.out(self.block(x)).relu_()
+
+
+@pytest.mark.parametrize("strategy", ["fx", "export", "hooks", "auto"])
+@pytest.mark.parametrize("edit", sorted(VIEW_WRITES))
+def test_module_edits_its_result_through_a_view(edit, strategy):
+    model, x = ViewWriter(VIEW_WRITES[edit]), torch.randn(2, 4)
+    nodes = ["block", "block.lin", "out"]
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, nodes, strategy=strategy, example_inputs=(x,))
+    oracle = module_outputs(model, x)
+    with torch.no_grad():
+        out = ex(x)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)
+    assert_unchanged(model, before)
