@@ -301,3 +301,74 @@ def test_shared_module_second_call(strategy):
     for n in nodes:
         assert_same(oracle[n], out[n], n)
         assert type(out[n]) is type(oracle[n]), n
+
+
+# -- #17.2 (and #11.4): augmented assignment writes the tensor under every name -------------
+
+
+class AliasedIAdd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.lin(x)
+        y = h
+        y += 1
+        return self.out(h)
+
+
+class SliceIMul(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 6)
+
+    def forward(self, x):
+        t = self.lin(x)
+        s = t[:, 2:4]
+        s *= 0
+        n = x.shape[0]
+        n += 1  # an int: a new value, as in Python
+        return self.head(t) * n
+
+
+class ReturnsWritten(nn.Module):
+    """The block returns ``h`` after writing it under another name: its value is the written one."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.lin(x)
+        y = h
+        y -= 2
+        return h
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(
+    ("model", "nodes"),
+    [(AliasedIAdd, ["lin", "out"]), (SliceIMul, ["lin", "head"]), (ReturnsWritten, ["lin"])],
+    ids=["alias", "slice", "returned"],
+)
+def test_augmented_assignment_writes_in_place(model, nodes, strategy):
+    m = model()
+    ex = check(m, nodes, (torch.randn(2, 6),), strategy)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ex(torch.ones(2, 6))[nodes[-1]], module_outputs(m, torch.ones(2, 6))[nodes[-1]]
+        )
+
+
+def test_augmented_assignment_keeps_names_and_resnet_graph():
+    names = get_graph_node_names(AliasedIAdd())[1]
+    assert names == ["x", "lin", "add", "out"]
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18(weights=None).eval()
+    ex = create_feature_extractor(model, ["layer1.0.bn2", "layer1.0.add"])
+    assert ex.num_clones["eval"] == 0  # `out += identity`: no other name sees it, so out of place
+    ops = {n.target for n in ex.eval_graph.nodes if n.name.endswith("add")}
+    assert ops == {__import__("operator").add}

@@ -79,7 +79,7 @@ def get_graph_node_names(
         naming=naming,
     )
     train, eval_ = run(strategy, req, "node_names", lambda s, r: s.node_names(r)).result
-    if not suppress_diff_warning:
+    if not suppress_diff_warning and train and eval_:  # an empty mode did not run: it warned
         _warn_graph_differences(train, eval_)
     return train, eval_
 

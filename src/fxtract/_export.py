@@ -12,7 +12,14 @@ from ._strategies.export_graph import (  # noqa: F401
     _unpickle,
     create_export_extractor,
 )
-from ._strategies.export_trace import ExportTrace, export_module_calls, export_node_names, trace_export
+from ._strategies.export_trace import (  # noqa: F401
+    ExportTrace,
+    FailedTrace,
+    export_module_calls,
+    export_node_names,
+    mode_unavailable,
+    trace_export,
+)
 
 __all__ = [
     "ExportFeatureExtractor",

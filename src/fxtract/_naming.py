@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import keyword
 import math
 import operator
 import re
@@ -337,6 +338,41 @@ def is_inplace_name(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS
 
 
+def _augmented_assignments(tracer: NodePathTracer) -> dict[str, Callable[..., Any]]:
+    """``fx.Proxy.__iadd__``... for the trace: ``y += 1`` is recorded as ``operator.iadd``.
+
+    A Proxy has no ``__iadd__``, so Python records ``y = y + 1``: out of place, while on a
+    tensor it writes ``y`` and every name or view of it (``y = h; y += 1``, ``s = t[:, 2:4];
+    s *= 0``), and the extractor would compute another function than the model (#17.2).
+    ``operator.iadd`` does what eager Python does for any value (in place on a tensor, a new
+    int for an int); the node keeps the name FX gives the out-of-place op (``add``).
+    """
+    methods = {}
+    for dunder, op in _INPLACE_DUNDERS.items():
+        if dunder == "__setitem__" or dunder in vars(fx.Proxy):
+            continue
+
+        def method(self: fx.Proxy, other: Any, op: Callable[..., Any] = op) -> fx.Proxy:
+            if self.tracer is not tracer:
+                return NotImplemented
+            name = _out_of_place(op).__name__  # iadd -> add, iand -> and_
+            tracer._augmented = name
+            try:
+                proxy = tracer.create_proxy("call_function", op, (self, other), {}, name=name)
+            finally:
+                tracer._augmented = None
+            proxy.node.meta["fxtract_augmented"] = True
+            return proxy
+
+        methods[dunder] = method
+    return methods
+
+
+def _out_of_place(op: Callable[..., Any]) -> Callable[..., Any]:
+    name = op.__name__[1:]
+    return getattr(operator, f"{name}_" if keyword.iskeyword(name) else name)
+
+
 class _BufferWriteMode(TorchFunctionMode):
     """Sends in-place ops on the model's buffers to the graph instead of the real buffer.
 
@@ -429,6 +465,7 @@ class NodePathTracer(LeafModuleAwareTracer):
         self._failure: Optional[tuple[str, type]] = None
         self._buffer_names = {id(b): n for n, b in root.named_buffers()} if root is not None else {}
         self._grad_stack: list[fx.Node] = []
+        self._augmented: Optional[str] = None  # the op name of the augmented assignment being recorded
 
     # -- tracing ------------------------------------------------------------------------------
     def trace(self, root: Any, concrete_args: Optional[dict[str, Any]] = None) -> fx.Graph:
@@ -496,11 +533,16 @@ class NodePathTracer(LeafModuleAwareTracer):
         for c, enter, exit_ in saved:
             wrap(c, enter, exit_)
         nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
+        augmented = _augmented_assignments(self)
+        for dunder, method in augmented.items():
+            setattr(fx.Proxy, dunder, method)
         try:
             with _BufferWriteMode(self):
                 yield
         finally:
             nn.Module.__setattr__ = orig_setattr  # type: ignore[method-assign]
+            for dunder in augmented:
+                delattr(fx.Proxy, dunder)
             for c, enter, exit_ in saved:
                 c.__enter__ = enter  # type: ignore[method-assign]
                 c.__exit__ = exit_  # type: ignore[method-assign]
@@ -599,7 +641,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             return name
         if kind == "call_module":
             return self._scope.name
-        op = _op_name(self.graph, kind, target)
+        op = self._augmented or _op_name(self.graph, kind, target)
         return self._call_namer.claim(f"{scope}.{op}" if scope else op)
 
 

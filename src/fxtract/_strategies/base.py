@@ -34,6 +34,8 @@ class Request:
         modes: the modes :meth:`Strategy.views` must describe (the others only tell
             ``NodeInfo.modes``).
         leaf_paths: modules the chain made leaves (automatic leaves; FX only).
+        auto: the chain is choosing the strategy (``strategy="auto"``): a strategy that
+            cannot serve the mode the extractor starts in fails rather than half-works.
     """
 
     model: nn.Module
@@ -46,6 +48,7 @@ class Request:
     suppress_diff_warning: bool = False
     modes: tuple[str, ...] = ("eval",)
     leaf_paths: frozenset[str] = frozenset()
+    auto: bool = False
 
     def inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` of ``example_inputs`` (which must be given)."""

@@ -67,6 +67,7 @@ def run(
             require_inputs(strategy, req.example_inputs)
         return Outcome(do(chosen, req), strategy)
     fx = REGISTRY["fx"]
+    req = dataclasses.replace(req, auto=True)
     why: list[str] = []
     try:
         return Outcome(do(fx, req), "fx")

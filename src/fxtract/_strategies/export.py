@@ -28,7 +28,7 @@ from .._info import NodeInfo
 from .._naming import LeafModuleAwareTracer, default_tracer_kwargs
 from .base import ModeViews, NoGraph, Request, other_modes
 from .export_graph import ExportFeatureExtractor, create_export_extractor
-from .export_trace import ExportTrace, _trace_mode, trace_export
+from .export_trace import ExportTrace, FailedTrace, _trace_mode, trace_export
 
 __all__ = ["ExportStrategy"]
 
@@ -44,7 +44,11 @@ class ExportStrategy:
         return traces["train"].node_names, traces["eval"].node_names
 
     def extractor(self, req: Request) -> _ExportBuilder:
-        return _ExportBuilder(req, trace_export(req.model, req.example_inputs))
+        traces = trace_export(req.model, req.example_inputs)
+        current = traces["train" if req.model.training else "eval"]
+        if req.auto and isinstance(current, FailedTrace):
+            raise current.error  # under auto, hooks serve the mode the extractor starts in
+        return _ExportBuilder(req, traces)
 
     def views(self, req: Request) -> ModeViews:
         views, skipped = _export_views(req.model, *req.inputs(), req.modes)
@@ -57,6 +61,8 @@ class _ExportBuilder:
         self.traces = traces
 
     def names(self, mode: str) -> tuple[list[str], dict[str, type]]:
+        if isinstance(self.traces[mode], FailedTrace):
+            return [], {}  # using that mode raises a StrategyError that says why
         view = _ExportView(self.req.model, self.traces[mode])
         return view.names, view.types
 

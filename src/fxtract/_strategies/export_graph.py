@@ -21,7 +21,17 @@ from torch.fx.graph import _PyTreeCodeGen
 from torch.utils import _pytree as pytree
 
 from .._errors import FxtractValueError, TraceError
-from .export_trace import _ILLEGAL, ExportTrace, _is_assert, _is_tensor, trace_export
+from .._naming import last_call_under
+from .export_trace import (
+    _ILLEGAL,
+    MODES,
+    ExportTrace,
+    FailedTrace,
+    _failed_graph,
+    _is_assert,
+    _is_tensor,
+    trace_export,
+)
 
 __all__ = ["ExportFeatureExtractor", "create_export_extractor"]
 
@@ -120,14 +130,19 @@ def _tensor_sources(node: fx.Node) -> tuple[list[fx.Node], list[fx.Node]]:
     return tensors, chain
 
 
-def _needed_nodes(trace: ExportTrace, seeds: list[fx.Node]) -> set[fx.Node]:
+def _needed_nodes(
+    trace: ExportTrace, seeds: list[fx.Node], reads: Optional[dict[fx.Node, list[fx.Node]]] = None
+) -> set[fx.Node]:
     """The nodes the ``seeds`` need, in-place writes included (dead code elimination).
 
     A node is needed if a needed node reads its result, or if it writes in place to a
     tensor (or a view of it) that a later needed node reads. Writes to model state
     (buffers, e.g. batch-norm's ``num_batches_tracked``) are kept when their module call
     runs anyway, as it would in the model. Assertions are kept if what they check is kept.
+    ``reads`` gives, per node, the seeds read there (a module call's value at its end): the
+    writes before it count.
     """
+    reads = reads or {}
     graph = trace.graph_module.graph
     nodes = list(graph.nodes)
     roots, writes = _alias_info(graph)
@@ -139,6 +154,8 @@ def _needed_nodes(trace: ExportTrace, seeds: list[fx.Node]) -> set[fx.Node]:
         live: set[fx.Node] = set()
         before = len(needed)
         for node in reversed(nodes):
+            for seed in reads.get(node, ()):
+                live.add(roots.get(seed, seed))
             if node not in needed:
                 written = writes.get(node, ())
                 if any(r in live for r in written):
@@ -278,16 +295,29 @@ def _extractor_graph(
     wanted = [n for _, _, leaves in targets for n in leaves if isinstance(n, fx.Node)]
 
     # The training IR keeps in-place ops: a result that a later op overwrites (bn1 before
-    # relu_(inplace=True)) is cloned where it is computed.
+    # relu_(inplace=True)) is cloned where it is read: where it is computed, or for a module
+    # call at the call's end (a module that edits its result through a view, #11.4).
     order = {n: i for i, n in enumerate(old.nodes)}
     roots, writes = _alias_info(old)
     last_write: dict[fx.Node, int] = {}
     for node, written in writes.items():
         for r in written:
             last_write[r] = order[node]
-    to_clone = {n for n in wanted if last_write.get(roots.get(n, n), -1) > order[n]}
+    points = [_read_point(trace, name, order) for name in return_nodes]
+    reads: dict[fx.Node, list[fx.Node]] = {}  # read point -> the values read there
+    read_at: list[dict[fx.Node, fx.Node]] = []  # per target: value -> its read point
+    for (_, _, leaves), point in zip(targets, points):
+        at = {}
+        for n in leaves:
+            if isinstance(n, fx.Node):
+                at[n] = point if point is not None and order[point] > order[n] else n
+                reads.setdefault(at[n], []).append(n)
+        read_at.append(at)
+    to_clone = {
+        (n, p) for at in read_at for n, p in at.items() if last_write.get(roots.get(n, n), -1) > order[p]
+    }
 
-    needed = _needed_nodes(trace, wanted)
+    needed = _needed_nodes(trace, wanted, reads)
     new = fx.Graph()
     codegen = old._codegen
     # The output is our dict of what each name returned, each value rebuilt in its own
@@ -302,6 +332,7 @@ def _extractor_graph(
     placeholders = old.find_nodes(op="placeholder")
     for node in old.nodes:
         if node.op == "output" or (node.op != "placeholder" and node not in needed):
+            _clone_read(new, node, reads, to_clone, env, clones)  # a read point that is pruned
             continue
         name = trace.node_to_qualname.get(node, node.name)
         copied = new.create_node(
@@ -315,17 +346,45 @@ def _extractor_graph(
         env[node] = copied
         if placeholders and node is placeholders[-1]:
             new.call_module(check, tuple(env[p] for p in placeholders))
-        if node in to_clone:
-            clones[node] = new.create_node(
-                "call_function", torch.ops.aten.clone.default, (copied,), name=f"{copied.name}_clone"
-            )
+        _clone_read(new, node, reads, to_clone, env, clones)
 
-    def value(n: fx.Node) -> fx.Node:
-        return clones.get(n, env[n])
-
-    new.output([value(x) if isinstance(x, fx.Node) else x for _, _, leaves in targets for x in leaves])
+    new.output(
+        [
+            clones.get((x, at[x]), env[x]) if isinstance(x, fx.Node) else x
+            for (_, _, leaves), at in zip(targets, read_at)
+            for x in leaves
+        ]
+    )
     new.lint()
     return new, attrs
+
+
+def _read_point(trace: ExportTrace, name: str, order: dict[fx.Node, int]) -> Optional[fx.Node]:
+    """Where a module call's value is read: its last node (``None``: not a call, or no node)."""
+    calls = {c.name: c for c in trace.module_calls}
+    call = calls.get(name)
+    if call is None and name not in trace._lookup:
+        call = last_call_under(trace.module_calls, name)
+    if call is None or not call.nodes:
+        return None
+    return max(call.nodes, key=order.__getitem__)
+
+
+def _clone_read(
+    new: fx.Graph,
+    node: fx.Node,
+    reads: dict[fx.Node, list[fx.Node]],
+    to_clone: set[tuple[fx.Node, fx.Node]],
+    env: dict[fx.Node, fx.Node],
+    clones: dict[tuple[fx.Node, fx.Node], fx.Node],
+) -> None:
+    """Clone, after ``node``, each value read there that a later in-place op changes."""
+    for value in reads.get(node, ()):
+        if (value, node) in to_clone and (value, node) not in clones:
+            copied = env[value]
+            clones[(value, node)] = new.create_node(
+                "call_function", torch.ops.aten.clone.default, (copied,), name=f"{copied.name}_clone"
+            )
 
 
 class ExportFeatureExtractor(fx.GraphModule):
@@ -548,8 +607,12 @@ def create_export_extractor(
     if traces is None:
         traces = trace_export(model, example_inputs, dynamic_batch=dynamic_batch)
     graphs, root = {}, {}
+    failed = [m for m in MODES if isinstance(traces[m], FailedTrace)]
     for mode, return_nodes in (("train", train_return_nodes), ("eval", eval_return_nodes)):
-        graphs[mode], attrs = _extractor_graph(traces[mode], dict(return_nodes), model)
-        root.update(attrs)
+        if mode not in failed:
+            graphs[mode], attrs = _extractor_graph(traces[mode], dict(return_nodes), model)
+            root.update(attrs)
+    for mode in failed:  # the same inputs as the other mode's graph, and a clear error
+        graphs[mode] = _failed_graph(traces[mode].message, next(iter(graphs.values())))
     extractor = ExportFeatureExtractor(root, graphs["train"], graphs["eval"])
     return extractor.train(model.training)

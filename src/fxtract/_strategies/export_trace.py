@@ -405,6 +405,48 @@ class ExportTrace:
         return spec, leaves
 
 
+@dataclass(eq=False)
+class FailedTrace:
+    """A mode that torch.export could not export: no names, and a clear error when used."""
+
+    mode: str
+    error: TraceError
+    model_name: str
+    node_names: list[str] = dataclasses.field(default_factory=list)
+    call_names: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        cause = getattr(self.error, "cause", None) or self.error
+        text = (str(cause).strip().splitlines() or [""])[0][:300]
+        return (
+            f"{self.model_name} cannot be exported in {self.mode} mode on these example_inputs "
+            f"({type(cause).__name__}: {text}); only the other mode has a graph (strategy='export'). "
+            f"Give example_inputs that the {self.mode}-mode forward accepts, or use strategy='hooks'."
+        )
+
+    def resolve(self, name: str) -> Target:
+        raise StrategyError(f"node {name!r} cannot be extracted: {self.message}") from self.error
+
+    def returned(self, name: str) -> tuple[pytree.TreeSpec, list[Any]]:
+        self.resolve(name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _failed_graph(message: str, like: fx.Graph) -> fx.Graph:
+    graph = fx.Graph()
+    graph.set_codegen(like._codegen)
+    for p in like.find_nodes(op="placeholder"):
+        graph.node_copy(p)
+    graph.output([graph.call_function(mode_unavailable, (message,))])
+    return graph
+
+
+def mode_unavailable(message: str) -> None:
+    """The body of a failed mode's extractor graph (a module-level function, so it pickles)."""
+    raise StrategyError(message)
+
+
 def _call_index(key: str) -> int:
     """The k in an ``nn_module_stack`` key: ``"L__self__relu@1"`` is the second call of ``relu``."""
     match = re.search(r"@(\d+)$", key)
@@ -588,7 +630,21 @@ def trace_export(
         )
     args, kwargs = normalize_inputs(example_inputs)
     leaf = LeafModuleAwareTracer(leaf_modules=default_tracer_kwargs(None)["leaf_modules"])
-    return {mode: _trace_mode(model, args, kwargs, mode, dynamic_batch, leaf) for mode in MODES}
+    traces: dict[str, Any] = {}
+    errors: dict[str, TraceError] = {}
+    for mode in MODES:
+        try:
+            traces[mode] = _trace_mode(model, args, kwargs, mode, dynamic_batch, leaf)
+        except TraceError as e:
+            errors[mode] = e
+    if len(errors) == len(MODES):
+        raise errors["train" if model.training else "eval"]
+    for mode, e in errors.items():
+        # One mode that cannot run on these inputs (a detection model in train mode without
+        # targets) does not take the other mode's graph with it (#11.3).
+        traces[mode] = FailedTrace(mode, e, type(model).__name__)
+        warnings.warn(traces[mode].message, stacklevel=3)
+    return traces
 
 
 def export_node_names(

@@ -36,6 +36,7 @@ from .fx_passes import (
     available_names,
     build_output,
     build_structures,
+    demote_augmented,
     drop_needless_clones,
     is_compute,
     protect_outputs,
@@ -148,6 +149,7 @@ def _build(
     clones: dict[str, int] = {}
     for mode, queries in (("train", train_nodes), ("eval", eval_nodes)):
         tracer, graph = traced[mode]
+        demote_augmented(graph, model, tracer)
         concrete = dict(queries)
         values, read_at = resolve(tracer, concrete, mode)
         build_output(graph, {key: values[q] for q, key in concrete.items()})

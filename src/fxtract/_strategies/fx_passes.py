@@ -23,7 +23,14 @@ import torch
 from torch import fx, nn
 
 from .._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
-from .._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
+from .._naming import (
+    _INPLACE_DUNDERS,
+    ModuleCall,
+    NodePathTracer,
+    _out_of_place,
+    is_inplace_name,
+    last_call_under,
+)
 from .._runtime import clone_tree, set_grad_enabled
 
 __all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
@@ -419,6 +426,50 @@ class _Aliases:
             self.roots[node] = frozenset((node,))
         else:
             self.roots[node] = self._inputs_roots(node) | {node}
+
+
+# ---------------------------------------------------------------------------------------------
+# augmented assignments
+
+
+def demote_augmented(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> int:
+    """Make ``out += x`` out of place where no one could tell; return how many.
+
+    The tracer records augmented assignments in place, as Python runs them on tensors
+    (``y = h; y += 1`` writes ``h``). That is needed only if the value written is seen
+    under another name: it has users other than the assignment, it may share memory with
+    another value (a view, an input), or a module call returns it after the write. Else
+    the out-of-place op computes the same, and a requested value before it (ResNet's
+    ``bn2`` before ``out += identity``) needs no clone.
+    """
+    aliases = _Aliases(graph, root)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    read_late: dict[fx.Node, int] = {}  # a node returned by a module call, and where the call ended
+    for call in tracer.module_calls:
+        if call.end is not None:
+            for n in _nodes_in(_as_arg(call)):
+                read_late[n] = max(read_late.get(n, -1), order.get(call.end, -1))
+    demoted = 0
+    for node in graph.nodes:
+        target = node.args[0] if node.meta.get("fxtract_augmented") and node.args else None
+        if (
+            isinstance(target, fx.Node)
+            and len(target.users) == 1
+            and aliases.roots.get(target) == frozenset((target,))
+            and read_late.get(target, -1) < order[node]
+        ):
+            node.target = _OUT_OF_PLACE[node.target]
+            demoted += 1
+    return demoted
+
+
+_OUT_OF_PLACE = {op: _out_of_place(op) for name, op in _INPLACE_DUNDERS.items() if name != "__setitem__"}
+
+
+def _nodes_in(value: Any) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg(value, lambda n: out.append(n) or n)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -85,7 +86,34 @@ def hook_node_names(model: nn.Module, example_inputs: Any) -> tuple[list[str], l
     """
     _check_model(model)
     args, kwargs = normalize_inputs(example_inputs)
-    return _call_names(model, args, kwargs, True), _call_names(model, args, kwargs, False)
+    names: dict[str, list[str]] = {}
+    errors: dict[str, Exception] = {}
+    for mode in ("train", "eval"):
+        try:
+            names[mode] = _call_names(model, args, kwargs, mode == "train")
+        except Exception as e:  # the model's own error (a detection model in train mode without targets)
+            errors[mode] = e
+    model_name = type(model).__name__
+    if len(errors) == 2:
+        why = "; ".join(f"{m} mode: {type(e).__name__}: {_first_line(e)}" for m, e in errors.items())
+        raise StrategyError(
+            f"{model_name} does not run on these example_inputs in either mode ({why}). "
+            "Pass example_inputs that its forward accepts."
+        ) from errors["train" if model.training else "eval"]
+    for mode, e in errors.items():
+        # One mode that cannot run on these inputs does not take the other mode's names with it (#11.3).
+        warnings.warn(
+            f"{model_name} does not run in {mode} mode on these example_inputs ({type(e).__name__}: "
+            f"{_first_line(e)}); only the other mode's names are listed (strategy='hooks'). Give "
+            f"example_inputs that the {mode}-mode forward accepts to list its names.",
+            stacklevel=3,
+        )
+        names[mode] = []
+    return names["train"], names["eval"]
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
 
 
 def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], train: bool) -> list[str]:
