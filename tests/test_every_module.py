@@ -150,3 +150,41 @@ def test_module_edits_its_result_through_a_view(edit, strategy):
     for n in nodes:
         assert_same(oracle[n], out[n], n)
     assert_unchanged(model, before)
+
+
+# -- line 2: export lists a module call that computes nothing ---------------------------------
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(4, 4)
+        self.norm = nn.Identity()  # crossvit's attn.norm
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.drop(self.norm(self.qkv(x)))
+
+
+class WithIdentities(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Identity()
+        self.attn = Attention()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.attn(self.pre(x)))
+
+
+def test_export_lists_calls_that_compute_nothing():
+    model, x = WithIdentities().eval(), torch.randn(2, 4)
+    fx_names = get_graph_node_names(model, strategy="fx")[1]
+    export_names = get_graph_node_names(model, strategy="export", example_inputs=(x,))[1]
+    assert export_names == fx_names == ["x", "pre", "attn.qkv", "attn.norm", "attn.drop", "head"]
+    nodes = ["pre", "attn.norm", "attn.drop", "attn"]
+    ex = create_feature_extractor(model, nodes, strategy="export", example_inputs=(x,))
+    oracle = module_outputs(model, x)
+    out = ex(x)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)
