@@ -188,3 +188,50 @@ def test_export_lists_calls_that_compute_nothing():
     out = ex(x)
     for n in nodes:
         assert_same(oracle[n], out[n], n)
+
+
+# -- line 1: the module calls inside an automatic leaf ----------------------------------------
+
+
+class IntLevel(nn.Module):
+    """Like timm nest's levels: an int() on a Proxy makes the whole level an automatic leaf."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x)) * int(x.shape[0])
+
+
+class WithIntLevel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.level = IntLevel()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.level(self.pre(x)).relu())
+
+
+@pytest.mark.parametrize("with_inputs", [True, False])
+def test_calls_inside_an_automatic_leaf(with_inputs):
+    model, x = WithIntLevel(), torch.randn(2, 4)
+    inputs = (x,) if with_inputs else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = get_graph_node_names(model, example_inputs=inputs)[1]
+    told = any("listed from one forward with hooks" in str(w.message) for w in caught)
+    assert told == with_inputs
+    inside = ["level.fc1", "level.fc2"]
+    assert names == ["x", "pre", "level", *(inside if with_inputs else []), "relu", "head"]
+    nodes = ["pre", "level.fc1", "level.fc2", "level"]
+    with pytest.warns(UserWarning, match="automatic leaves: level.fc1, level.fc2 inside level"):
+        ex = create_feature_extractor(model, nodes, example_inputs=inputs)
+    assert ex.strategy == ("export" if with_inputs else "hooks")
+    oracle = module_outputs(model, x)
+    out = ex(x)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)

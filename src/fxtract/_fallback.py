@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from ._errors import FxtractValueError, StrategyError, TraceError
+from ._errors import FxtractValueError, NodeNotFoundError, StrategyError, TraceError
 from ._naming import _warn_graph_differences, trace_modes
 
 STRATEGIES = ("auto", "fx", "export", "hooks")
@@ -135,7 +135,10 @@ def _create(
     if not isinstance(model, nn.Module):
         raise FxtractValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
 
+    tried: dict[str, set[str]] = {}
+
     def fx_attempt(leaf_paths: set[str]) -> nn.Module:
+        tried["leaves"] = leaf_paths
         return build_fx_extractor(
             model,
             train_nodes,
@@ -163,6 +166,12 @@ def _create(
         extractor, leaves = _with_auto_leaves(model, fx_attempt, first)
     except TraceError as e:
         why.append(f"automatic leaves: {_short(e)}")
+    except NodeNotFoundError:
+        hidden = _inside_leaves([*train_nodes, *eval_nodes], tried.get("leaves", set()))
+        if not hidden:
+            raise
+        # The chain goes on: export and hooks see the calls inside those modules (#11.1).
+        why.append(f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(tried['leaves']))}")
     else:
         extractor.strategy = "fx"
         extractor.auto_leaves = leaves
@@ -187,6 +196,11 @@ def _create(
     extractor = _hooks_extractor(model, train_nodes, eval_nodes)
     _warn_fallback("hooks", why)
     return extractor
+
+
+def _inside_leaves(queries: list[str], leaves: set[str]) -> list[str]:
+    """The queries that name a module (or op) inside one of the automatic leaves."""
+    return sorted({q for q in queries if any(q.startswith(f"{leaf}.") for leaf in leaves)})
 
 
 def _warn_fallback(used: str, why: list[str]) -> None:
@@ -275,10 +289,13 @@ def _fx_names(
             raise
         first = e
     try:
-        names, _ = _with_auto_leaves(model, attempt, first)
-        return names
+        names, leaves = _with_auto_leaves(model, attempt, first)
     except TraceError:
         pass
+    else:
+        if example_inputs is not None:
+            names = _with_calls_inside(model, names, leaves, example_inputs)
+        return names
     if example_inputs is None:
         raise StrategyError(
             f"FX cannot trace {type(model).__name__} ({_short(first)}), even with automatic leaves; "
@@ -291,3 +308,36 @@ def _fx_names(
         return export_node_names(model, example_inputs)
     except TraceError:
         return hook_node_names(model, example_inputs)
+
+
+def _with_calls_inside(
+    model: nn.Module, names: tuple[list[str], list[str]], leaves: Mapping[str, str], example_inputs: Any
+) -> tuple[list[str], list[str]]:
+    """FX's names with the module calls inside each automatic leaf after its own name (#11.1).
+
+    FX records an automatic leaf as one node; one hooks pass lists the calls inside it, at
+    module granularity. ``create_feature_extractor`` serves them with export or hooks.
+    """
+    from ._hooks import hook_node_names
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calls = hook_node_names(model, example_inputs)
+    except StrategyError:
+        return names
+    out = []
+    for fx_names, mode_calls in zip(names, calls):
+        inside = {leaf: [c for c in mode_calls if c.startswith(f"{leaf}.")] for leaf in leaves}
+        merged = []
+        for name in fx_names:
+            merged.append(name)
+            merged.extend(inside.pop(name, ()))
+        out.append(merged)
+    warnings.warn(
+        "FX could not trace some modules, so they became leaves; the module calls inside them are "
+        "listed from one forward with hooks, and extracting them uses strategy 'export' or 'hooks': "
+        + ", ".join(sorted(leaves)),
+        stacklevel=4,
+    )
+    return out[0], out[1]
