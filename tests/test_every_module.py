@@ -11,7 +11,9 @@ from torch import nn
 from fxtract import create_feature_extractor, get_graph_node_names
 from fxtract._errors import FxtractError, StrategyError
 
+from .models_hf import HF_MODELS
 from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
+from .test_defects import SharedChild
 
 # -- line 3: a mode that cannot run on the inputs ---------------------------------------------
 
@@ -235,3 +237,92 @@ def test_calls_inside_an_automatic_leaf(with_inputs):
     out = ex(x)
     for n in nodes:
         assert_same(oracle[n], out[n], n)
+
+
+# -- line 5: the sweep: every module path the forward calls, under auto, against the oracle ----
+
+try:  # the timm sweep's architectures (tests/test_timm.py), where timm is installed
+    from .test_timm import SWEEP as TIMM_SWEEP
+except BaseException:  # pytest's Skipped when timm is missing
+    TIMM_SWEEP = []
+SAMPLE = 60  # large models: an even sample of this many paths
+
+
+def _plain(value):
+    leaves = torch.utils._pytree.tree_leaves(value)
+    return all(isinstance(v, (torch.Tensor, int, float, bool, str, type(None))) for v in leaves)
+
+
+def called_paths(model, args, kwargs, limit=SAMPLE):
+    """The module paths the forward calls (first calls, plain outputs), evenly sampled to ``limit``."""
+    oracle = module_outputs(model, *args, **kwargs)
+    modules = dict(model.named_modules())
+    paths = [n for n, v in oracle.items() if n in modules and _plain(v)]
+    if len(paths) > limit:
+        step = len(paths) / limit
+        paths = [paths[int(i * step)] for i in range(limit)]
+    return paths, oracle
+
+
+def sweep_model(model, inputs, limit=SAMPLE):
+    """``(strategy, paths checked)``: every called path (or a sample) equals the oracle under auto."""
+    model.eval()
+    args, kwargs = (inputs, {}) if isinstance(inputs, tuple) else ((), inputs)
+    paths, oracle = called_paths(model, args, kwargs, limit)
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, paths, example_inputs=inputs, suppress_diff_warning=True)
+    ex.eval()
+    with torch.no_grad():
+        out = ex(*args, **kwargs)
+    for n in paths:
+        assert_same(oracle[n], out[n], n)
+    assert_unchanged(model, before)
+    return ex.strategy, len(paths)
+
+
+def _corpus():
+    from . import models as M
+    from . import models_untraceable as U
+
+    return {
+        "sum_branch": (U.SumBranch, (torch.ones(2, 8),)),
+        "tiny_dino": (U.TinyDino, (torch.randn(2, 3, 48, 32),)),
+        "deep_int": (M.DeepInt, (torch.randn(3, 4),)),
+        "int_level": (WithIntLevel, (torch.randn(2, 4),)),
+        "train_needs_targets": (lambda: TrainNeedsTargets(True), (torch.randn(2, 4),)),
+        "shared_child": (SharedChild, (torch.randn(2, 4),)),
+    }
+
+
+CORPUS = ["sum_branch", "tiny_dino", "deep_int", "int_level", "train_needs_targets", "shared_child"]
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_sweep_untraceable_corpus(name):
+    build, inputs = _corpus()[name]
+    strategy, checked = sweep_model(build(), inputs)
+    assert checked > 0 and strategy in ("fx", "export", "hooks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HF_MODELS)
+def test_sweep_hf_zoo(name):
+    pytest.importorskip("transformers")
+    from .models_hf import build_hf
+
+    model, inputs = build_hf(name)
+    assert sweep_model(model, inputs)[1] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TIMM_SWEEP)
+def test_sweep_timm(name):
+    timm = pytest.importorskip("timm")
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except Exception:
+        pytest.skip(f"{name} is not in this timm")
+    size = model.pretrained_cfg.get("input_size", (3, 224, 224))
+    assert sweep_model(model, (torch.randn(1, *size),))[1] > 0
