@@ -11,7 +11,9 @@ from torch import nn
 from fxtract import create_feature_extractor, get_graph_node_names
 from fxtract._errors import FxtractError, StrategyError
 
+from .models_hf import HF_MODELS
 from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
+from .test_defects import SharedChild
 
 # -- line 3: a mode that cannot run on the inputs ---------------------------------------------
 
@@ -150,3 +152,177 @@ def test_module_edits_its_result_through_a_view(edit, strategy):
     for n in nodes:
         assert_same(oracle[n], out[n], n)
     assert_unchanged(model, before)
+
+
+# -- line 2: export lists a module call that computes nothing ---------------------------------
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(4, 4)
+        self.norm = nn.Identity()  # crossvit's attn.norm
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.drop(self.norm(self.qkv(x)))
+
+
+class WithIdentities(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Identity()
+        self.attn = Attention()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.attn(self.pre(x)))
+
+
+def test_export_lists_calls_that_compute_nothing():
+    model, x = WithIdentities().eval(), torch.randn(2, 4)
+    fx_names = get_graph_node_names(model, strategy="fx")[1]
+    export_names = get_graph_node_names(model, strategy="export", example_inputs=(x,))[1]
+    assert export_names == fx_names == ["x", "pre", "attn.qkv", "attn.norm", "attn.drop", "head"]
+    nodes = ["pre", "attn.norm", "attn.drop", "attn"]
+    ex = create_feature_extractor(model, nodes, strategy="export", example_inputs=(x,))
+    oracle = module_outputs(model, x)
+    out = ex(x)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)
+
+
+# -- line 1: the module calls inside an automatic leaf ----------------------------------------
+
+
+class IntLevel(nn.Module):
+    """Like timm nest's levels: an int() on a Proxy makes the whole level an automatic leaf."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x)) * int(x.shape[0])
+
+
+class WithIntLevel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.level = IntLevel()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.level(self.pre(x)).relu())
+
+
+@pytest.mark.parametrize("with_inputs", [True, False])
+def test_calls_inside_an_automatic_leaf(with_inputs):
+    model, x = WithIntLevel(), torch.randn(2, 4)
+    inputs = (x,) if with_inputs else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = get_graph_node_names(model, example_inputs=inputs)[1]
+    told = any("listed from one forward with hooks" in str(w.message) for w in caught)
+    assert told == with_inputs
+    inside = ["level.fc1", "level.fc2"]
+    assert names == ["x", "pre", "level", *(inside if with_inputs else []), "relu", "head"]
+    nodes = ["pre", "level.fc1", "level.fc2", "level"]
+    with pytest.warns(UserWarning, match="automatic leaves: level.fc1, level.fc2 inside level"):
+        ex = create_feature_extractor(model, nodes, example_inputs=inputs)
+    assert ex.strategy == ("export" if with_inputs else "hooks")
+    oracle = module_outputs(model, x)
+    out = ex(x)
+    for n in nodes:
+        assert_same(oracle[n], out[n], n)
+
+
+# -- line 5: the sweep: every module path the forward calls, under auto, against the oracle ----
+
+try:  # the timm sweep's architectures (tests/test_timm.py), where timm is installed
+    from .test_timm import SWEEP as TIMM_SWEEP
+except BaseException:  # pytest's Skipped when timm is missing
+    TIMM_SWEEP = []
+SAMPLE = 60  # large models: an even sample of this many paths
+
+
+def _plain(value):
+    leaves = torch.utils._pytree.tree_leaves(value)
+    return all(isinstance(v, (torch.Tensor, int, float, bool, str, type(None))) for v in leaves)
+
+
+def called_paths(model, args, kwargs, limit=SAMPLE):
+    """The module paths the forward calls (first calls, plain outputs), evenly sampled to ``limit``."""
+    oracle = module_outputs(model, *args, **kwargs)
+    modules = dict(model.named_modules())
+    paths = [n for n, v in oracle.items() if n in modules and _plain(v)]
+    if len(paths) > limit:
+        step = len(paths) / limit
+        paths = [paths[int(i * step)] for i in range(limit)]
+    return paths, oracle
+
+
+def sweep_model(model, inputs, limit=SAMPLE):
+    """``(strategy, paths checked)``: every called path (or a sample) equals the oracle under auto."""
+    model.eval()
+    args, kwargs = (inputs, {}) if isinstance(inputs, tuple) else ((), inputs)
+    paths, oracle = called_paths(model, args, kwargs, limit)
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, paths, example_inputs=inputs, suppress_diff_warning=True)
+    ex.eval()
+    with torch.no_grad():
+        out = ex(*args, **kwargs)
+    for n in paths:
+        assert_same(oracle[n], out[n], n)
+    assert_unchanged(model, before)
+    return ex.strategy, len(paths)
+
+
+def _corpus():
+    from . import models as M
+    from . import models_untraceable as U
+
+    return {
+        "sum_branch": (U.SumBranch, (torch.ones(2, 8),)),
+        "tiny_dino": (U.TinyDino, (torch.randn(2, 3, 48, 32),)),
+        "deep_int": (M.DeepInt, (torch.randn(3, 4),)),
+        "int_level": (WithIntLevel, (torch.randn(2, 4),)),
+        "train_needs_targets": (lambda: TrainNeedsTargets(True), (torch.randn(2, 4),)),
+        "shared_child": (SharedChild, (torch.randn(2, 4),)),
+    }
+
+
+CORPUS = ["sum_branch", "tiny_dino", "deep_int", "int_level", "train_needs_targets", "shared_child"]
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_sweep_untraceable_corpus(name):
+    build, inputs = _corpus()[name]
+    strategy, checked = sweep_model(build(), inputs)
+    assert checked > 0 and strategy in ("fx", "export", "hooks")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HF_MODELS)
+def test_sweep_hf_zoo(name):
+    pytest.importorskip("transformers")
+    from .models_hf import build_hf
+
+    model, inputs = build_hf(name)
+    assert sweep_model(model, inputs)[1] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TIMM_SWEEP)
+def test_sweep_timm(name):
+    timm = pytest.importorskip("timm")
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except Exception:
+        pytest.skip(f"{name} is not in this timm")
+    size = model.pretrained_cfg.get("input_size", (3, 224, 224))
+    assert sweep_model(model, (torch.randn(1, *size),))[1] > 0

@@ -102,7 +102,8 @@ def test_hf_zoo(name):
     top = [n for n in calls if "." not in n][:3]
     deep = [n for n in calls if n.count(".") >= 2]
     nodes = list(dict.fromkeys(top + deep[:: max(1, len(deep) // 3)][:3]))
-    check(model, nodes, inputs, "hooks" if name == "wav2vec2" else "export")
+    # wav2vec2's data-dependent check runs in train mode only: its eval graph exports (#11.3)
+    check(model, nodes, inputs, "export")
 
 
 def _present(model, *paths):

@@ -15,14 +15,14 @@ from typing import Any, Optional, Union
 from torch import nn
 
 from ._describe import describe_nodes
-from ._errors import FxtractTypeError, ReturnNodesError, summarize
+from ._errors import FxtractTypeError, ReturnNodesError, StrategyError, summarize
 from ._feature_info import feature_rows
 from ._info import NodeInfoList
 from ._inputs import check_model
 from ._naming import _warn_graph_differences
 from ._options import DESCRIBE_MODES, MODES, NAMINGS, STRATEGIES, check_choice
 from ._select import Patterns, expand_patterns
-from ._strategies import Builder, Request, Strategy, run
+from ._strategies import REGISTRY, Builder, Request, Strategy, run
 
 __all__ = [
     "create_feature_extractor",
@@ -78,7 +78,10 @@ def get_graph_node_names(
         concrete_args=concrete_args,
         naming=naming,
     )
-    train, eval_ = run(strategy, req, "node_names", lambda s, r: s.node_names(r)).result
+    outcome = run(strategy, req, "node_names", lambda s, r: s.node_names(r))
+    train, eval_ = outcome.result
+    if outcome.auto_leaves and example_inputs is not None:
+        train, eval_ = _with_calls_inside(req, (train, eval_), outcome.auto_leaves)
     if not suppress_diff_warning and train and eval_:  # an empty mode did not run: it warned
         _warn_graph_differences(train, eval_)
     return train, eval_
@@ -218,6 +221,37 @@ def create_feature_extractor(
     extractor.auto_leaves = dict(outcome.auto_leaves)
     extractor.feature_info = _feature_info(builder, extractor, eval_, example_inputs)
     return extractor
+
+
+def _with_calls_inside(
+    req: Request, names: tuple[list[str], list[str]], leaves: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """FX's names with the module calls inside each automatic leaf after its own name (#11.1).
+
+    FX records an automatic leaf as one node; one hooks pass lists the calls inside it, at
+    module granularity. ``create_feature_extractor`` serves them with export or hooks.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calls = REGISTRY["hooks"].node_names(req)
+    except StrategyError:
+        return names
+    out = []
+    for fx_names, mode_calls in zip(names, calls):
+        inside = {leaf: [c for c in mode_calls if c.startswith(f"{leaf}.")] for leaf in leaves}
+        merged = []
+        for name in fx_names:
+            merged.append(name)
+            merged.extend(inside.pop(name, ()))
+        out.append(merged)
+    warnings.warn(
+        "FX could not trace some modules, so they became leaves; the module calls inside them are "
+        "listed from one forward with hooks, and extracting them uses strategy 'export' or 'hooks': "
+        + ", ".join(sorted(leaves)),
+        stacklevel=3,
+    )
+    return out[0], out[1]
 
 
 def _build(strategy: Strategy, req: Request) -> tuple[Builder, dict[str, str], dict[str, str], nn.Module]:

@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .._errors import ShapeInferenceError, StrategyError, TraceError, summarize
+from .._errors import NodeNotFoundError, ShapeInferenceError, StrategyError, TraceError, summarize
 from .._inputs import require_inputs
 from .._options import STRATEGIES, check_choice
 from .base import TASKS, Request, Strategy
@@ -77,12 +77,19 @@ def run(
         why.append(f"fx: {summarize(e) if isinstance(e, TraceError) else str(e)[:200]}")
         first = e
     if isinstance(first, TraceError):
+        tried: set[str] = set()
         try:
-            result, leaves = _with_auto_leaves(req, lambda r: do(fx, r), first)
+            result, leaves = _with_auto_leaves(req, lambda r: do(fx, r), first, tried)
         except (TraceError, ShapeInferenceError) as e:
             if not _falls_through(e):
                 raise
             why.append(f"automatic leaves: {summarize(e) if isinstance(e, TraceError) else str(e)[:200]}")
+        except NodeNotFoundError:
+            hidden = _inside_leaves([*req.train_nodes, *req.eval_nodes], tried)
+            if not hidden:
+                raise
+            # The chain goes on: export and hooks see the calls inside those modules (#11.1).
+            why.append(f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(tried))}")
         else:
             warnings.warn(
                 "FX could not trace some modules, so they became leaves (their outputs are still "
@@ -115,10 +122,18 @@ def run(
     ) from first
 
 
+def _inside_leaves(queries: list[str], leaves: set[str]) -> list[str]:
+    """The queries that name a module (or op) inside one of the automatic leaves."""
+    return sorted({q for q in queries if any(q.startswith(f"{leaf}.") for leaf in leaves)})
+
+
 def _with_auto_leaves(
-    req: Request, attempt: Callable[[Request], Any], first_error: TraceError
+    req: Request, attempt: Callable[[Request], Any], first_error: TraceError, tried: set[str]
 ) -> tuple[Any, dict[str, str]]:
-    """Retry ``attempt`` with the innermost failing module made a leaf, until it succeeds."""
+    """Retry ``attempt`` with the innermost failing module made a leaf, until it succeeds.
+
+    ``tried`` is filled with the leaves of the last attempt.
+    """
     leaves: dict[str, str] = {}
     error = first_error
     while True:
@@ -126,6 +141,8 @@ def _with_auto_leaves(
         if not path or path in leaves or len(leaves) >= MAX_AUTO_LEAVES:
             raise error
         leaves[path] = summarize(error)
+        tried.clear()
+        tried.update(leaves)
         try:
             return attempt(dataclasses.replace(req, leaf_paths=req.leaf_paths | set(leaves))), leaves
         except TraceError as e:

@@ -338,6 +338,8 @@ class ExportTrace:
         returns: for a module call, by name, the structure of what it returned (a tuple, a
             dict, a Hugging Face ``ModelOutput``...) and its leaves: nodes for the tensors,
             the plain constants (``None``, ints) as they were.
+        listed_calls: leaf calls that computed nothing (``nn.Identity``), listed in
+            :attr:`node_names` after the node whose value they returned.
     """
 
     mode: str
@@ -347,10 +349,16 @@ class ExportTrace:
     module_calls: list[ModuleCall]
     range_constraints: dict[Any, Any]
     returns: dict[str, tuple[pytree.TreeSpec, list[Any]]] = dataclasses.field(default_factory=dict)
+    listed_calls: dict[fx.Node, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def node_names(self) -> list[str]:
-        return list(self.node_to_qualname.values())
+        """Every node's name, and after a node the leaf calls that returned it (an ``nn.Identity``)."""
+        out = []
+        for node, name in self.node_to_qualname.items():
+            out.append(name)
+            out.extend(self.listed_calls.get(node, ()))
+        return out
 
     @property
     def call_names(self) -> list[str]:
@@ -549,7 +557,14 @@ def _trace_mode(
     module_calls = [c for c in calls if c.output is not None]
     innermost = {node: chain[-1] for node, chain in node_calls.items() if chain}
     returns = {c.name: structures[id(c)] for c in module_calls if id(c) in structures}
-    return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints), returns)
+    # A leaf call with no op of its own (nn.Identity) is listed as FX lists it, after the
+    # value it returned (#11.2).
+    listed: dict[fx.Node, list[str]] = {}
+    for call in module_calls:
+        own = isinstance(call.output, fx.Node) and owner.get(call.output) is call
+        if call.leaf and not own and isinstance(call.output, fx.Node) and call.output in names:
+            listed.setdefault(call.output, []).append(call.name)
+    return ExportTrace(mode, gm, names, innermost, module_calls, dict(ep.range_constraints), returns, listed)
 
 
 def _shared_call(
