@@ -85,6 +85,8 @@ class FxStrategy:
 
     def views(self, req: Request) -> ModeViews:
         traced = _trace(req)
+        for tracer, graph in traced.values():  # the ops the extractor runs: ``out += x`` where safe
+            demote_augmented(graph, req.model, tracer)
         views = {m: _GraphView(req.model, *traced[m]) for m in ("train", "eval")}
         if req.example_inputs is not None:
             args, kwargs = req.inputs()
