@@ -1084,7 +1084,11 @@ def _describe_fx(
     """Strategy fx (and automatic leaves); ``None`` (with ``why`` filled) when auto should go on."""
 
     def attempt(leaf_paths: set[str]) -> dict[str, _GraphView]:
+        from ._rewrite import demote_augmented
+
         traced = trace_modes(model, tracer_kwargs, leaf_paths=leaf_paths)
+        for tracer, graph in traced.values():
+            demote_augmented(graph, model, tracer)  # the ops the extractor runs (`out += x`: add)
         return {m: _GraphView(model, *traced[m]) for m in ("train", "eval")}
 
     leaves: dict[str, str] = {}

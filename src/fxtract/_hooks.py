@@ -33,7 +33,7 @@ from ._errors import (
     did_you_mean,
 )
 from ._inputs import normalize_inputs
-from ._naming import _UniqueNamer, training_mode
+from ._naming import _ModelSnapshot, _UniqueNamer, training_mode
 
 __all__ = ["HookFeatureExtractor", "hook_node_names"]
 
@@ -106,6 +106,7 @@ def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
             names.append(namer.claim(path, owns_base=True))
 
     handles = []
+    snapshot = _ModelSnapshot(model)  # what the forward assigns (a cache) or train() resets
     try:
         with _buffers_restored(model), torch.no_grad(), training_mode(model, train):
             for path, module in model.named_modules():
@@ -115,6 +116,7 @@ def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     finally:
         for handle in handles:
             handle.remove()
+        snapshot.restore()
     return names
 
 

@@ -363,7 +363,7 @@ class _ModelSnapshot:
 
 
 def _holds_tensor(c: Any) -> bool:
-    return any(isinstance(v, torch.Tensor) for v in (c.values() if isinstance(c, dict) else c))
+    return any(isinstance(v, (torch.Tensor, fx.Proxy)) for v in (c.values() if isinstance(c, dict) else c))
 
 
 def _same_items(a: dict, b: dict) -> bool:
@@ -779,8 +779,13 @@ def trace_modes(
     for mode in ("train", "eval"):
         tracer = NodePathTracer(naming=naming, **kwargs)
         tracer.leaf_paths.update(leaf_paths)
-        with training_mode(model, mode == "train"):
-            graph = tracer.trace(model, concrete_args=concrete_args)
+        # Before train(): a model's own train() may reset attributes (timm levit's bias cache).
+        snapshot = _ModelSnapshot(model)
+        try:
+            with training_mode(model, mode == "train"):
+                graph = tracer.trace(model, concrete_args=concrete_args)
+        finally:
+            snapshot.restore()
         out[mode] = (tracer, graph)
     return out
 
