@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 __all__ = ["ModelSnapshot", "buffers_restored", "stand_ins", "training_mode"]
 
@@ -63,7 +63,7 @@ class ModelSnapshot:
 
 
 def _holds_tensor(c: Any) -> bool:
-    return any(isinstance(v, torch.Tensor) for v in (c.values() if isinstance(c, dict) else c))
+    return any(isinstance(v, (torch.Tensor, fx.Proxy)) for v in (c.values() if isinstance(c, dict) else c))
 
 
 def _same_items(a: dict, b: dict) -> bool:

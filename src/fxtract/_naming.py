@@ -705,7 +705,12 @@ def trace_modes(
     for mode in ("train", "eval"):
         tracer = NodePathTracer(naming=naming, **kwargs)
         tracer.leaf_paths.update(leaf_paths)
-        with training_mode(model, mode == "train"):
-            graph = tracer.trace(model, concrete_args=concrete_args)
+        # Before train(): a model's own train() may reset attributes (timm levit's bias cache).
+        snapshot = ModelSnapshot(model)
+        try:
+            with training_mode(model, mode == "train"):
+                graph = tracer.trace(model, concrete_args=concrete_args)
+        finally:
+            snapshot.restore()
         out[mode] = (tracer, graph)
     return out

@@ -118,8 +118,12 @@ def _first_line(e: BaseException) -> str:
 
 def _call_names(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], train: bool) -> list[str]:
     recorder = _CallRecorder(model)
-    with recorder.hooks(), buffers_restored(model), torch.no_grad(), training_mode(model, train):
-        model(*args, **kwargs)
+    snapshot = ModelSnapshot(model)  # what the forward assigns (a cache) or train() resets
+    try:
+        with recorder.hooks(), buffers_restored(model), torch.no_grad(), training_mode(model, train):
+            model(*args, **kwargs)
+    finally:
+        snapshot.restore()
     return [c.name for c in recorder.calls]
 
 
