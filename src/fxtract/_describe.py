@@ -1103,7 +1103,16 @@ def _describe_fx(
         except TraceError as e2:
             why.append(f"automatic leaves: {_short(e2)}")
             return None
-    chosen = _select(views, used, nodes, exclude)
+    try:
+        chosen = _select(views, used, nodes, exclude)
+    except NodeNotFoundError:
+        queries = [nodes] if isinstance(nodes, str) else list(nodes or ())
+        hidden = [q for q in queries if any(q.startswith(f"{leaf}.") for leaf in leaves)]
+        if strategy == "fx" or not hidden:
+            raise
+        # Export and hooks see the calls inside the automatic leaves (#11.1).
+        why.append(f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(leaves))}")
+        return None
     if inputs is not None:
         try:
             for m in used:
