@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fxtract import create_feature_extractor, get_graph_node_names
+from fxtract import create_feature_extractor, describe, get_graph_node_names
 from fxtract._errors import FxtractError, StrategyError
 
 from .models_hf import HF_MODELS
@@ -233,6 +233,12 @@ def test_calls_inside_an_automatic_leaf(with_inputs):
     with pytest.warns(UserWarning, match="automatic leaves: level.fc1, level.fc2 inside level"):
         ex = create_feature_extractor(model, nodes, example_inputs=inputs)
     assert ex.strategy == ("export" if with_inputs else "hooks")
+    if with_inputs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            infos = describe(model, x, nodes=["pre", "level.fc1"])
+        assert infos.strategy == "export"
+        assert [(i.name, i.shapes) for i in infos] == [("pre", ((2, 4),)), ("level.fc1", ((2, 4),))]
     oracle = module_outputs(model, x)
     out = ex(x)
     for n in nodes:

@@ -360,7 +360,11 @@ def describe(
     check_choice("mode", mode, DESCRIBE_MODES)
     check_model(model)
     used = ("train", "eval") if mode == "both" else (mode,)
-    req = Request(model, example_inputs=example_inputs, tracer_kwargs=tracer_kwargs, modes=used)
+    if nodes is not None and not isinstance(nodes, str):
+        nodes = list(nodes)  # read twice: what was asked (the chain), then the selection
+    queries = [] if nodes is None else [nodes] if isinstance(nodes, str) else nodes
+    asked = {p: p for p in queries if isinstance(p, str)}
+    req = Request(model, asked, asked, example_inputs=example_inputs, tracer_kwargs=tracer_kwargs, modes=used)
     return describe_nodes(req, strategy, nodes, exclude)
 
 

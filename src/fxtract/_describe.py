@@ -16,7 +16,7 @@ from ._fake import param_count
 from ._info import NodeInfo, NodeInfoList
 from ._naming import last_call_under
 from ._select import Patterns, select_nodes
-from ._strategies import Request, run
+from ._strategies import ModeViews, Request, Strategy, run
 
 __all__ = ["choose_names", "describe_nodes"]
 
@@ -26,9 +26,14 @@ def describe_nodes(
 ) -> NodeInfoList:
     """:func:`fxtract.describe` once its arguments are checked: ``req.modes`` are the modes described."""
     used = req.modes
-    outcome = run(strategy, req, "views", lambda s, r: s.views(r), stacklevel=stacklevel)
-    mv = outcome.result
-    chosen = choose_names(mv.views, used, nodes, exclude)
+
+    def views_and_names(s: Strategy, r: Request) -> tuple[ModeViews, list[str]]:
+        # Inside the chain: a requested name inside an automatic leaf makes auto go on (#11.1).
+        mv = s.views(r)
+        return mv, choose_names(mv.views, used, nodes, exclude)
+
+    outcome = run(strategy, req, "views", views_and_names, stacklevel=stacklevel)
+    mv, chosen = outcome.result
     message = ""
     if mv.real_forward:
         message = (
