@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from fxtract._naming import _UniqueNamer
+from fxtract._naming import UniqueNamer
 
 
 def _clone(x):
@@ -18,7 +18,7 @@ def _clone(x):
 
 def module_outputs(model: nn.Module, *args, **kwargs) -> dict[str, object]:
     """``{call name: output}`` for every submodule call, names as fxtract gives them (``P``, ``P_1``)."""
-    namer = _UniqueNamer([n for n, _ in model.named_modules()])
+    namer = UniqueNamer([n for n, _ in model.named_modules()])
     calls: dict[str, list] = defaultdict(list)
     order: list[tuple[str, int]] = []
     handles = []
@@ -63,3 +63,55 @@ def assert_same(a, b, name):
             assert_same(a[k], b[k], f"{name}[{k}]")
     else:
         assert a == b, name
+
+
+def _state_of(value):
+    """What ``snapshot`` keeps of one attribute value: tensors by identity and bytes."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        data = None if t.device.type == "meta" else t.clone()
+        return ("tensor", id(value), type(value), t.dtype, t.shape, t.stride(), value.requires_grad, data)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        return (type(value), id(value), [_state_of(v) for v in value])  # LSTM _flat_weights
+    if isinstance(value, dict) and not isinstance(value, nn.Module):
+        return (type(value), id(value), {k: _state_of(v) for k, v in value.items()})
+    if isinstance(value, (int, float, bool, str, type(None), torch.dtype, torch.device)):
+        return ("value", value)
+    return ("object", id(value), type(value))
+
+
+def snapshot(model: nn.Module) -> dict:
+    """A deep record of ``model``: every module's attributes (tensors by identity and value,
+    parameters, buffers, LSTM flat weights, hooks, flags), to compare with :func:`assert_unchanged`."""
+    out = {}
+    for path, m in model.named_modules(remove_duplicate=False):
+        out[path] = {
+            "__class__": type(m),
+            **{k: _state_of(v) for k, v in vars(m).items() if k != "_modules"},
+            "_modules": {k: id(v) for k, v in m._modules.items()},
+        }
+    return out
+
+
+def _diff(a, b, where):
+    if type(a) is not type(b):
+        return [f"{where}: {a!r:.80} -> {b!r:.80}"]
+    if isinstance(a, torch.Tensor):
+        same = a.shape == b.shape and a.dtype == b.dtype
+        same = same and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+        return [] if same else [f"{where}: tensor values changed"]
+    if isinstance(a, dict):
+        if a.keys() != b.keys():
+            return [f"{where}: keys {sorted(map(str, a.keys() ^ b.keys()))} added or removed"]
+        return [d for k in a for d in _diff(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{where}: length {len(a)} -> {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{where}[{i}]")]
+    return [] if a == b else [f"{where}: {a!r:.80} -> {b!r:.80}"]
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    """Fail, naming every difference, if ``model`` differs from its :func:`snapshot` ``before``."""
+    diffs = _diff(before, snapshot(model), type(model).__name__)
+    assert not diffs, "the model was changed: " + "; ".join(diffs[:10])

@@ -334,7 +334,7 @@ def test_strategy_errors(untraceable_file):
 
 def test_strategy_choices_match_the_api():
     from fxtract._cli import STRATEGIES
-    from fxtract._fallback import STRATEGIES as API_STRATEGIES
+    from fxtract._options import STRATEGIES as API_STRATEGIES
 
     assert STRATEGIES == API_STRATEGIES
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import pickle
 import resource
@@ -15,11 +14,14 @@ import torch
 import torchvision
 from torch import fx, nn
 
-from fxtract import _describe, create_feature_extractor
-from fxtract._describe import NodeInfo, NodeInfoList, _merge_orders, describe, feature_info, names_in_order
+from fxtract import create_feature_extractor
+from fxtract._api import describe, feature_info
+from fxtract._describe import _merge_orders
 from fxtract._errors import FxtractValueError, NodeNotFoundError, StrategyError, TraceError
 from fxtract._hooks import hook_node_names
+from fxtract._info import NodeInfo, NodeInfoList
 from fxtract._naming import NodePathTracer, trace_modes
+from fxtract._strategies.fx import names_in_order
 
 from . import models as M
 from . import models_export as E
@@ -346,7 +348,7 @@ META_SCRIPT = """
 import resource, sys, time
 import torch
 from torch import nn
-from fxtract._describe import describe
+from fxtract._api import describe
 
 t = time.perf_counter()
 with torch.device("meta"):
@@ -727,7 +729,3 @@ def test_strategy_errors():
 def test_feature_info_with_hooks():
     got = feature_info(U.TinyDino(), ["blocks.1", "norm"], torch.zeros(1, 3, 32, 32), strategy="hooks")
     assert [(f["name"], f["num_chs"], f["reduction"]) for f in got] == [("blocks.1", 32, 8), ("norm", 32, 8)]
-
-
-def test_doctests():
-    assert doctest.testmod(_describe, optionflags=doctest.ELLIPSIS).failed == 0

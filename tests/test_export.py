@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
 import pickle
 
 import pytest
@@ -13,7 +12,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 import fxtract
-from fxtract import NodeNotFoundError, StrategyError, TraceError, _export
+from fxtract import NodeNotFoundError, StrategyError, TraceError
 from fxtract._errors import FxtractValueError
 from fxtract._export import (
     ExportFeatureExtractor,
@@ -116,7 +115,14 @@ def test_tuple_return_and_identity():
     model = TupleModel().eval()
     x = torch.randn(3, 4)
     traces = trace_export(model, x)
-    assert traces["eval"].node_names == ["x", "proj", "pair.sub", "pair.mul", "add"]
+    assert traces["eval"].node_names == [
+        "x",
+        "proj",
+        "pair.sub",
+        "pair.mul",
+        "skip",
+        "add",
+    ]  # skip: nn.Identity
     assert traces["eval"].call_names == ["proj", "pair", "skip"]
     calls, got, want = extract_all_calls(model, x, "eval", traces)
     # `pair` returns (a, b) in return order although b is computed first
@@ -421,5 +427,36 @@ def test_static_batch():
         extractor(torch.randn(3, 4))
 
 
-def test_docstring_examples():
-    assert doctest.testmod(_export, optionflags=doctest.ELLIPSIS).failed == 0
+def test_glob_return_nodes_with_export():
+    """``["*.1"]`` raised NodeNotFoundError with strategy export."""
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+    )
+    x = torch.randn(2, 4)
+    ex = fxtract.create_feature_extractor(model, ["*.1"], strategy="export", example_inputs=x).eval()
+    assert ex.eval_return_nodes == {"0.1": "0.1", "1.1": "1.1"}
+    want = module_outputs(model, x)
+    got = ex(x)
+    for name in ("0.1", "1.1"):
+        torch.testing.assert_close(got[name], want[name])
+
+
+def test_export_extractor_has_the_attributes_of_the_others():
+    """ExportFeatureExtractor lacked train_return_nodes, eval_return_nodes and auto_leaves."""
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(2, 4)
+    ex = fxtract.create_feature_extractor(
+        model, train_return_nodes=["1"], eval_return_nodes={"2": "out"}, strategy="export", example_inputs=x
+    )
+    assert (ex.strategy, ex.train_return_nodes, ex.eval_return_nodes, ex.auto_leaves) == (
+        "export",
+        {"1": "1"},
+        {"2": "out"},
+        {},
+    )
+    assert [(f["name"], f["key"]) for f in ex.feature_info] == [("2", "out")]
+    again = pickle.loads(pickle.dumps(ex))
+    assert (again.train_return_nodes, again.eval_return_nodes, again.auto_leaves) == (
+        {"1": "1"},
+        {"2": "out"},
+        {},
+    )

@@ -534,3 +534,24 @@ def test_feature_extraction_matches_intermediate_layer_getter():
 def test_feature_info_on_the_extractor():
     ex = extract(build("resnet18"), ["layer1", "layer4"], example_inputs=torch.randn(1, 3, 224, 224))
     assert [(f["num_chs"], f["reduction"]) for f in ex.feature_info] == [(64, 4), (512, 32)]
+
+
+def test_feature_info_reuses_the_extractors_two_traces(monkeypatch):
+    """feature_info of an FX extractor traced the model four times (two more for describe)."""
+    from fxtract._naming import NodePathTracer
+
+    traces = []
+    original = NodePathTracer.trace
+
+    def counting(self, *args, **kwargs):
+        traces.append(type(args[0]).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NodePathTracer, "trace", counting)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
+    ex = create_feature_extractor(model, {"1": "act", "2": "flat"}, example_inputs=torch.zeros(1, 3, 16, 16))
+    assert traces == ["Sequential", "Sequential"]
+    assert ex.feature_info == [
+        {"name": "1", "num_chs": 8, "reduction": 2, "shape": (1, 8, 8, 8), "key": "act"},
+        {"name": "2", "num_chs": 512, "reduction": None, "shape": (1, 512), "key": "flat"},
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
@@ -26,6 +27,7 @@ from .models_hooks import (
     Swallow,
     TrainEval,
 )
+from .oracle import module_outputs
 
 
 def _ext(model: nn.Module, nodes: dict[str, str]) -> HookFeatureExtractor:
@@ -150,7 +152,8 @@ def test_names_leave_model_unchanged(image):
 
 def test_names_remove_hooks_when_forward_fails():
     model = Nested()
-    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+    # Neither mode runs: one StrategyError with the model's own error (#11.3).
+    with pytest.raises(StrategyError, match=r"does not run .* in either mode .*shapes cannot be multiplied"):
         hook_node_names(model, torch.ones(2, 5))
     assert _no_hooks_left(model)
 
@@ -466,3 +469,21 @@ def test_bad_return_nodes(nodes, error, match):
 def test_not_a_module():
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got function"):
         hook_node_names(lambda x: x, torch.ones(1))
+
+
+@pytest.mark.parametrize("strategy", ["hooks", "auto"])
+def test_glob_return_nodes_with_hooks(strategy):
+    """``["*.1"]`` raised NodeNotFoundError with hooks (and with auto once it reached hooks)."""
+    import fxtract
+
+    from .models_untraceable import SumBranch
+
+    model, x = SumBranch(), torch.randn(2, 8)  # data-dependent: auto ends on hooks
+    with pytest.warns(UserWarning) if strategy == "auto" else contextlib.nullcontext():
+        ex = fxtract.create_feature_extractor(model, ["re:[ab]", "c*"], strategy=strategy, example_inputs=x)
+    assert ex.strategy == "hooks"
+    assert list(ex.eval_return_nodes) == ["a", "b", "c"]
+    want = module_outputs(model, x)
+    got = ex.eval()(x)
+    for name in ex.eval_return_nodes:
+        torch.testing.assert_close(got[name], want[name])

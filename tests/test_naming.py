@@ -211,3 +211,24 @@ def _check_parity(model):
         for a, b in zip(mine, theirs):
             if a != b:
                 assert a in paths and _DOCUMENTED_SUFFIX.search(a), (a, b)
+
+
+def test_argument_errors_are_importable_from_fxtract():
+    assert {"FxtractTypeError", "FxtractValueError"} <= set(fxtract.__all__)
+    assert issubclass(fxtract.FxtractTypeError, (fxtract.FxtractError, TypeError))
+    assert issubclass(fxtract.FxtractValueError, (fxtract.FxtractError, ValueError))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: fxtract.get_graph_node_names(m),
+        lambda m: fxtract.create_feature_extractor(m, ["x"]),
+        lambda m: fxtract.create_feature_extractor(m, ["x"], strategy="hooks"),
+        lambda m: fxtract.describe(m),
+        lambda m: fxtract.feature_info(m, ["x"], torch.zeros(1)),
+    ],
+)
+def test_every_public_call_rejects_a_non_module_with_one_type_error(call):
+    with pytest.raises(fxtract.FxtractTypeError, match=r"model must be a torch\.nn\.Module, got function"):
+        call(lambda x: x)

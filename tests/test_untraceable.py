@@ -102,7 +102,8 @@ def test_hf_zoo(name):
     top = [n for n in calls if "." not in n][:3]
     deep = [n for n in calls if n.count(".") >= 2]
     nodes = list(dict.fromkeys(top + deep[:: max(1, len(deep) // 3)][:3]))
-    check(model, nodes, inputs, "hooks" if name == "wav2vec2" else "export")
+    # wav2vec2's data-dependent check runs in train mode only: its eval graph exports (#11.3)
+    check(model, nodes, inputs, "export")
 
 
 def _present(model, *paths):
@@ -174,7 +175,10 @@ def test_raft_small_uses_export():
 
 
 def test_get_graph_node_names_falls_back():
-    names = get_graph_node_names(U.SumBranch(), example_inputs=torch.ones(2, 8), suppress_diff_warning=True)
+    with pytest.warns(UserWarning, match=r"fxtract used strategy='hooks'; earlier strategies failed: fx: "):
+        names = get_graph_node_names(
+            U.SumBranch(), example_inputs=torch.ones(2, 8), suppress_diff_warning=True
+        )
     assert names[1] == ["a", "b", "c"]
 
 

@@ -12,8 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    ForwardError,
     FxtractError,
+    FxtractTypeError,
+    FxtractValueError,
     NodeNotFoundError,
+    NotScriptableError,
     ReturnNodesError,
     StrategyError,
     TraceError,
@@ -25,15 +29,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "LeafModuleAwareTracer": "_naming",
     "NodePathTracer": "_naming",
-    "get_graph_node_names": "_naming",
+    "get_graph_node_names": "_api",
     "_is_subseq": "_naming",
     "_warn_graph_differences": "_naming",
-    "create_feature_extractor": "_extractor",
+    "create_feature_extractor": "_api",
     "DualGraphModule": "_graph_module",
-    "describe": "_describe",
-    "feature_info": "_describe",
-    "NodeInfo": "_describe",
-    "NodeInfoList": "_describe",
+    "describe": "_api",
+    "feature_info": "_api",
+    "NodeInfo": "_info",
+    "NodeInfoList": "_info",
     "select_nodes": "_select",
     "extract": "_extract",
     "open_features": "store",
@@ -41,12 +45,16 @@ _LAZY = {
 
 __all__ = [
     "DualGraphModule",
+    "ForwardError",
     "FxtractError",
+    "FxtractTypeError",
+    "FxtractValueError",
     "LeafModuleAwareTracer",
     "NodeInfo",
     "NodeInfoList",
     "NodeNotFoundError",
     "NodePathTracer",
+    "NotScriptableError",
     "ReturnNodesError",
     "StrategyError",
     "TraceError",
@@ -61,16 +69,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._describe import NodeInfo, NodeInfoList, describe, feature_info
+    from ._api import create_feature_extractor, describe, feature_info, get_graph_node_names
     from ._extract import extract
-    from ._extractor import create_feature_extractor
     from ._graph_module import DualGraphModule
+    from ._info import NodeInfo, NodeInfoList
     from ._naming import (
         LeafModuleAwareTracer,
         NodePathTracer,
         _is_subseq,  # noqa: F401
         _warn_graph_differences,  # noqa: F401
-        get_graph_node_names,
     )
     from ._select import select_nodes
     from .store import open_features

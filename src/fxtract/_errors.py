@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any, Optional
 
 __all__ = [
     "ForwardError",
     "FxtractError",
     "NotScriptableError",
+    "FxtractTypeError",
+    "FxtractValueError",
     "NodeNotFoundError",
     "ReturnNodesError",
+    "ShapeInferenceError",
     "StrategyError",
     "TraceError",
+    "did_you_mean",
     "suggest",
+    "summarize",
 ]
 
 
@@ -38,15 +44,52 @@ class ReturnNodesError(FxtractError, ValueError, AssertionError):
 
 
 class TraceError(FxtractError, RuntimeError):
-    """Symbolic tracing failed; the message names the module where and the remedies."""
+    """Symbolic tracing failed; the message names the module where and the remedies.
+
+    Attributes:
+        module_path: path of the innermost module whose code failed (``""``: the top level
+            or unknown); the automatic-leaves fallback makes it a leaf.
+        module_type: that module's class (``None`` when unknown).
+        cause: the exception torch raised.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        module_path: str = "",
+        module_type: Optional[type] = None,
+        cause: Optional[BaseException] = None,
+    ) -> None:
+        super().__init__(message)
+        self.module_path = module_path
+        self.module_type = module_type
+        self.cause = cause
 
 
 class StrategyError(FxtractError, ValueError):
-    """A strategy cannot do what was asked (a missing ``example_inputs``, a name at another granularity)."""
+    """A strategy cannot do what was asked (a missing ``example_inputs``, a name at another granularity).
+
+    Attributes:
+        needs_inputs: the call would work with ``example_inputs`` (a strategy that runs the
+            model was left); the CLI then retries with an input.
+    """
+
+    def __init__(self, message: str = "", *, needs_inputs: bool = False) -> None:
+        super().__init__(message)
+        self.needs_inputs = needs_inputs
 
 
 class ForwardError(FxtractError, RuntimeError):
     """The model's own forward failed on the ``example_inputs`` fxtract ran it with."""
+
+
+class NoModeRunsError(StrategyError, ForwardError):
+    """Strategy hooks: the model's forward fails on ``example_inputs`` in train and in eval mode.
+
+    Both a :class:`StrategyError` (no mode can be listed, #11.3) and a :class:`ForwardError`
+    (the model's own forward failed, #12): callers of either keep catching it.
+    """
 
 
 class NotScriptableError(FxtractError, RuntimeError):
@@ -59,6 +102,36 @@ class FxtractTypeError(FxtractError, TypeError):
 
 class FxtractValueError(FxtractError, ValueError):
     """An argument has a bad value."""
+
+
+class ShapeInferenceError(FxtractValueError):
+    """Output shapes cannot be inferred on fake tensors (the message names the node or module call).
+
+    Attributes:
+        data_dependent: the code needs tensor values that fake tensors do not have (then
+            strategy ``"auto"`` goes on to the next strategy); ``False``: a wrong input shape.
+        reason: where and why, in one short line.
+    """
+
+    def __init__(
+        self, message: str = "", *, data_dependent: bool = False, reason: str = "", bad_inputs: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.data_dependent = data_dependent
+        self.reason = reason
+        self.bad_inputs = bad_inputs  # the model's forward rejects example_inputs (not best-effort)
+
+
+def summarize(e: BaseException) -> str:
+    """``"TypeName: first line"`` of ``e``'s cause (or ``e``), at most 200 characters.
+
+    Example:
+        >>> summarize(TraceError("wrapper", cause=ValueError("bad\\nmore")))
+        'ValueError: bad'
+    """
+    cause: Any = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}"[:200]
 
 
 def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:

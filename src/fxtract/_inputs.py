@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from ._checks import check_forward_inputs
-from ._errors import FxtractTypeError
+from ._errors import FxtractTypeError, StrategyError
 
-__all__ = ["normalize_inputs"]
+__all__ = ["check_model", "normalize_inputs", "require_inputs"]
 
 
 def normalize_inputs(example_inputs: Any, model: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -50,3 +50,19 @@ def _split(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
             return example_inputs[0], dict(example_inputs[1])
         return example_inputs, {}
     return (example_inputs,), {}
+
+
+def require_inputs(strategy: str, example_inputs: Any) -> None:
+    """The one "this strategy runs the model" error: raise :class:`StrategyError` without inputs."""
+    if example_inputs is None:
+        raise StrategyError(
+            f"strategy={strategy!r} runs the model, so it needs example_inputs=... (a tensor, a tuple of "
+            "positional arguments, or a dict of keyword arguments).",
+            needs_inputs=True,
+        )
+
+
+def check_model(model: Any) -> None:
+    """The one model check of the public calls: raise :class:`FxtractTypeError` unless an ``nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")

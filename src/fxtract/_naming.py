@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import keyword
 import math
 import operator
 import re
@@ -27,6 +28,8 @@ from torch.overrides import TorchFunctionMode
 
 from ._checks import check_trace_root, check_tracer_kwargs
 from ._errors import FxtractTypeError, FxtractValueError, TraceError, did_you_mean
+from ._model_state import ModelSnapshot, training_mode
+from ._options import NAMINGS, check_choice
 
 __all__ = [
     "LeafModuleAwareTracer",
@@ -34,11 +37,9 @@ __all__ = [
     "NodePathTracer",
     "_is_subseq",
     "_warn_graph_differences",
-    "get_graph_node_names",
     "last_call_under",
 ]
 
-NAMINGS = ("fxtract", "torchvision")
 
 _ILLEGAL = re.compile(r"[^0-9a-zA-Z_]+")
 _TV_SUFFIX = re.compile(r".+_[0-9]+$")
@@ -98,7 +99,7 @@ def last_call_under(calls: Iterable[Any], path: str) -> Any:
     return outermost[-1] if outermost else None
 
 
-class _UniqueNamer:
+class UniqueNamer:
     """Hands out ``base``, ``base_1``, ``base_2``... in O(1) amortised per name.
 
     A suffixed name never takes a module's path (``reserved``): the exact path of a module
@@ -317,33 +318,6 @@ def _hook_names(m: nn.Module) -> list[str]:
     return names
 
 
-class _ModelSnapshot:
-    """Shallow copy of every module's attributes, restored after tracing.
-
-    Python code in ``forward`` may assign attributes (``self.cache = x``); FX runs it on
-    Proxies, which would leave Proxies in the user's model.
-    """
-
-    _DICTS = ("_parameters", "_buffers", "_modules")
-
-    def __init__(self, root: nn.Module) -> None:
-        self._saved = []
-        for m in root.modules():
-            inner = {k: dict(m.__dict__[k]) for k in self._DICTS if k in m.__dict__}
-            self._saved.append((m, dict(m.__dict__), inner))
-
-    def restore(self) -> None:
-        for m, attrs, inner in self._saved:
-            if m.__dict__ != attrs:
-                m.__dict__.clear()
-                m.__dict__.update(attrs)
-            for k, v in inner.items():
-                d = m.__dict__[k]
-                if d != v:
-                    d.clear()
-                    d.update(v)
-
-
 _INPLACE_DUNDERS = {
     "__iadd__": operator.iadd,
     "__isub__": operator.isub,
@@ -364,6 +338,41 @@ _INPLACE_DUNDERS = {
 def is_inplace_name(name: str) -> bool:
     """Whether a torch function / Tensor method name denotes an in-place op."""
     return (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_DUNDERS
+
+
+def _augmented_assignments(tracer: NodePathTracer) -> dict[str, Callable[..., Any]]:
+    """``fx.Proxy.__iadd__``... for the trace: ``y += 1`` is recorded as ``operator.iadd``.
+
+    A Proxy has no ``__iadd__``, so Python records ``y = y + 1``: out of place, while on a
+    tensor it writes ``y`` and every name or view of it (``y = h; y += 1``, ``s = t[:, 2:4];
+    s *= 0``), and the extractor would compute another function than the model (#17.2).
+    ``operator.iadd`` does what eager Python does for any value (in place on a tensor, a new
+    int for an int); the node keeps the name FX gives the out-of-place op (``add``).
+    """
+    methods = {}
+    for dunder, op in _INPLACE_DUNDERS.items():
+        if dunder == "__setitem__" or dunder in vars(fx.Proxy):
+            continue
+
+        def method(self: fx.Proxy, other: Any, op: Callable[..., Any] = op) -> fx.Proxy:
+            if self.tracer is not tracer:
+                return NotImplemented
+            name = _out_of_place(op).__name__  # iadd -> add, iand -> and_
+            tracer._augmented = name
+            try:
+                proxy = tracer.create_proxy("call_function", op, (self, other), {}, name=name)
+            finally:
+                tracer._augmented = None
+            proxy.node.meta["fxtract_augmented"] = True
+            return proxy
+
+        methods[dunder] = method
+    return methods
+
+
+def _out_of_place(op: Callable[..., Any]) -> Callable[..., Any]:
+    name = op.__name__[1:]
+    return getattr(operator, f"{name}_" if keyword.iskeyword(name) else name)
 
 
 class _BufferWriteMode(TorchFunctionMode):
@@ -437,8 +446,7 @@ class NodePathTracer(LeafModuleAwareTracer):
     """
 
     def __init__(self, *args: Any, naming: str = "fxtract", **kwargs: Any) -> None:
-        if naming not in NAMINGS:
-            raise FxtractValueError(f"naming must be one of {NAMINGS}, got {naming!r}.")
+        check_choice("naming", naming, NAMINGS)
         self.naming = naming
         super().__init__(*args, **kwargs)
         self._reset()
@@ -452,13 +460,14 @@ class NodePathTracer(LeafModuleAwareTracer):
         self.grad_mode_nodes: list[fx.Node] = []
         self.tensor_constants: dict[str, torch.Tensor] = {}
         paths = [name for name, _ in root.named_modules()] if root is not None else []
-        self._call_namer = _UniqueNamer(paths)
+        self._call_namer = UniqueNamer(paths)
         self._tv_namer = _TorchvisionNamer() if self.naming == "torchvision" else None
         self._root_call = ModuleCall("", "", type(root) if root is not None else nn.Module, False)
         self._scope = self._root_call
         self._failure: Optional[tuple[str, type]] = None
         self._buffer_names = {id(b): n for n, b in root.named_buffers()} if root is not None else {}
         self._grad_stack: list[fx.Node] = []
+        self._augmented: Optional[str] = None  # the op name of the augmented assignment being recorded
 
     # -- tracing ------------------------------------------------------------------------------
     def trace(self, root: Any, concrete_args: Optional[dict[str, Any]] = None) -> fx.Graph:
@@ -467,7 +476,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             return super().trace(root, concrete_args)
         self._reset(root)
         self.check_leaf_patterns(root)
-        snapshot = _ModelSnapshot(root)
+        snapshot = ModelSnapshot(root)
         before = set(root.__dict__)
         try:
             with self._patches():
@@ -496,11 +505,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             "pass concrete_args for Python-level arguments, or use strategy='auto' (the default), which "
             "falls back to automatic leaves, torch.export or hooks."
         )
-        err = TraceError(msg)
-        err.module_path = path  # type: ignore[attr-defined]
-        err.module_type = cls  # type: ignore[attr-defined]
-        err.cause = e  # type: ignore[attr-defined]
-        return err
+        return TraceError(msg, module_path=path, module_type=cls, cause=e)
 
     @contextlib.contextmanager
     def _patches(self) -> Iterator[None]:
@@ -531,11 +536,16 @@ class NodePathTracer(LeafModuleAwareTracer):
         for c, enter, exit_ in saved:
             wrap(c, enter, exit_)
         nn.Module.__setattr__ = setattr_  # type: ignore[method-assign]
+        augmented = _augmented_assignments(self)
+        for dunder, method in augmented.items():
+            setattr(fx.Proxy, dunder, method)
         try:
             with _BufferWriteMode(self):
                 yield
         finally:
             nn.Module.__setattr__ = orig_setattr  # type: ignore[method-assign]
+            for dunder in augmented:
+                delattr(fx.Proxy, dunder)
             for c, enter, exit_ in saved:
                 c.__enter__ = enter  # type: ignore[method-assign]
                 c.__exit__ = exit_  # type: ignore[method-assign]
@@ -634,7 +644,7 @@ class NodePathTracer(LeafModuleAwareTracer):
             return name
         if kind == "call_module":
             return self._scope.name
-        op = _op_name(self.graph, kind, target)
+        op = self._augmented or _op_name(self.graph, kind, target)
         return self._call_namer.claim(f"{scope}.{op}" if scope else op)
 
 
@@ -682,21 +692,6 @@ def _names_of(obj: Any) -> list[str]:
     return list(obj)
 
 
-@contextlib.contextmanager
-def training_mode(model: nn.Module, mode: bool) -> Iterator[None]:
-    """Put ``model`` in train/eval mode, then restore every submodule's own flag.
-
-    Never relies on the return value of ``model.train()`` (some models return None).
-    """
-    saved = [(m, m.training) for m in model.modules()]
-    try:
-        model.train(mode)
-        yield
-    finally:
-        for m, flag in saved:
-            m.training = flag
-
-
 def trace_modes(
     model: nn.Module,
     tracer_kwargs: Optional[dict[str, Any]] = None,
@@ -713,55 +708,12 @@ def trace_modes(
     for mode in ("train", "eval"):
         tracer = NodePathTracer(naming=naming, **kwargs)
         tracer.leaf_paths.update(leaf_paths)
-        with training_mode(model, mode == "train"):
-            graph = tracer.trace(model, concrete_args=concrete_args)
+        # Before train(): a model's own train() may reset attributes (timm levit's bias cache).
+        snapshot = ModelSnapshot(model)
+        try:
+            with training_mode(model, mode == "train"):
+                graph = tracer.trace(model, concrete_args=concrete_args)
+        finally:
+            snapshot.restore()
         out[mode] = (tracer, graph)
     return out
-
-
-def get_graph_node_names(
-    model: nn.Module,
-    tracer_kwargs: Optional[dict[str, Any]] = None,
-    suppress_diff_warning: bool = False,
-    concrete_args: Optional[dict[str, Any]] = None,
-    *,
-    naming: str = "fxtract",
-    strategy: str = "auto",
-    example_inputs: Any = None,
-) -> tuple[list[str], list[str]]:
-    """Node names of ``model`` in execution order, for train and for eval mode.
-
-    Drop-in for ``torchvision.models.feature_extraction.get_graph_node_names``.
-
-    Args:
-        model: the model; it is traced twice and left exactly as it was.
-        tracer_kwargs: options for :class:`NodePathTracer` / ``torch.fx.Tracer``
-            (``leaf_modules`` by class, instance or path pattern, ``autowrap_functions``...).
-            Never modified.
-        suppress_diff_warning: do not warn when the two graphs differ.
-        concrete_args: arguments of ``forward`` to fix while tracing.
-        naming: ``"fxtract"`` or ``"torchvision"`` (see "About node names" in the README).
-        strategy: ``"auto"``, ``"fx"``, ``"export"`` or ``"hooks"`` (see
-            :func:`create_feature_extractor`).
-        example_inputs: inputs for the ``"export"`` and ``"hooks"`` strategies.
-
-    Returns:
-        ``(train_names, eval_names)``.
-
-    Example:
-        >>> import torch
-        >>> m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
-        >>> get_graph_node_names(m)[1]
-        ['input', '0', '1']
-    """
-    from ._fallback import graph_node_names
-
-    return graph_node_names(
-        model,
-        tracer_kwargs,
-        suppress_diff_warning,
-        concrete_args,
-        naming=naming,
-        strategy=strategy,
-        example_inputs=example_inputs,
-    )

@@ -9,11 +9,11 @@ import fnmatch
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
-from ._errors import FxtractTypeError, FxtractValueError, NodeNotFoundError, did_you_mean
+from ._errors import FxtractTypeError, FxtractValueError, NodeNotFoundError, ReturnNodesError, did_you_mean
 
-__all__ = ["check_patterns", "is_pattern", "select_nodes"]
+__all__ = ["check_patterns", "expand_patterns", "is_pattern", "select_nodes"]
 
 Patterns = Union[str, Iterable[str]]
 
@@ -274,3 +274,39 @@ def _as_types(types: Optional[Union[type, Iterable[type]]]) -> tuple[type, ...]:
         if not isinstance(item, type):
             raise FxtractTypeError(f"types must contain classes, got {item!r} ({type(item).__name__}).")
     return items
+
+
+def expand_patterns(
+    queries: Mapping[str, str],
+    catalog: Callable[[], tuple[Sequence[str], Mapping[str, type]]],
+    *,
+    literal: Iterable[str] = (),
+) -> dict[str, str]:
+    """``{query: key}`` with each glob / ``re:`` query replaced by the names it matches (each its own key).
+
+    ``catalog()`` gives the selectable names in order and the module-call types; it is
+    called only when a query is a pattern. A query that is itself a name (of the catalog,
+    or in ``literal``: module paths such as ``md.[x]``) is that name, not a pattern.
+    Every strategy's extractor uses this.
+
+    Example:
+        >>> expand_patterns({"x": "x", "b*": "b*"}, lambda: (["x", "b1", "b2"], {}))
+        {'x': 'x', 'b1': 'b1', 'b2': 'b2'}
+    """
+    if not any(is_pattern(q) for q in queries):
+        return dict(queries)
+    names, types = catalog()
+    exact = {*names, *types, *literal}
+    out: dict[str, str] = {}
+    for query, key in queries.items():
+        if not is_pattern(query) or query in exact:  # a literal name (`md.[x]`) wins over a pattern
+            out[query] = key
+            continue
+        if key != query:
+            raise ReturnNodesError(
+                f"pattern {query!r} matches several nodes, so it cannot map to one output key {key!r}; "
+                "pass patterns in a list."
+            )
+        for name in select_nodes([query], names, name_types=types):
+            out.setdefault(name, name)
+    return out

@@ -17,18 +17,17 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from .. import __version__
-from .._errors import FxtractError
+from .._errors import FxtractError, StrategyError
+from .._options import DESCRIBE_MODES as MODES
+from .._options import STRATEGIES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._describe import NodeInfo
+    from .._info import NodeInfo
     from ._models import LoadedModel
 
 __all__ = ["main"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-MODES = ("train", "eval", "both")
-# fxtract._fallback.STRATEGIES, repeated here so that --help does not import torch.
-STRATEGIES = ("auto", "fx", "export", "hooks")
 
 
 @contextlib.contextmanager
@@ -195,7 +194,7 @@ _MAX_REAL_INPUT_BYTES = 64 * 2**20
 
 def _describe(loaded: LoadedModel, example: Any, **kwargs: Any) -> list[NodeInfo]:
     """``fxtract.describe``; its own warnings (strategy used, real forward) as ``fxtract:`` lines."""
-    from .._describe import describe
+    from .._api import describe
     from .._errors import StrategyError
     from ._inputs import real_zeros
 
@@ -392,7 +391,9 @@ def nodes(
             try:
                 infos = _describe(loaded, None, **options)
             except FxtractError as e:
-                if not getattr(e, "needs_inputs", False):  # FX failed: auto goes on with an input
+                if not (
+                    isinstance(e, StrategyError) and e.needs_inputs
+                ):  # FX failed: auto goes on with an input
                     raise
                 infos = _describe(loaded, example(), **options)
         if compute:

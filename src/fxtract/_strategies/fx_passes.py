@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import bisect
 import builtins
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import fx, nn
 
-from ._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
-from ._naming import _INPLACE_DUNDERS, ModuleCall, NodePathTracer, is_inplace_name, last_call_under
-from ._runtime import set_grad_enabled
+from .._errors import FxtractTypeError, NodeNotFoundError, did_you_mean
+from .._naming import (
+    _INPLACE_DUNDERS,
+    ModuleCall,
+    NodePathTracer,
+    _out_of_place,
+    is_inplace_name,
+    last_call_under,
+)
+from .._runtime import clone_tree, set_grad_enabled
 
 __all__ = ["PruneStats", "build_output", "protect_outputs", "prune", "resolve"]
 
@@ -95,12 +104,30 @@ def _enclosing_leaf(tracer: NodePathTracer, query: str) -> Optional[ModuleCall]:
     return None
 
 
+class _Rebuild(NamedTuple):
+    """A dict subclass (``OrderedDict``, a ``ModelOutput``) in a graph's output, rebuilt by
+    :func:`build_structures` (FX turns a dict argument into a plain ``immutable_dict``)."""
+
+    cls: type
+    items: dict
+
+
 def _as_arg(call: ModuleCall) -> Any:
     def unwrap(x: Any) -> Any:
-        return x.node if isinstance(x, fx.Proxy) else x
+        if isinstance(x, fx.Proxy):
+            return x.node
+        if isinstance(x, dict) and type(x) is not dict and all(isinstance(k, str) for k in x):
+            return _Rebuild(type(x), {k: unwrap(v) for k, v in x.items()})
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return type(x)(*(unwrap(v) for v in x))
+        if isinstance(x, (tuple, list)):
+            return type(x)(unwrap(v) for v in x)
+        if isinstance(x, dict):
+            return {k: unwrap(v) for k, v in x.items()}
+        return x
 
     try:
-        return fx.node.map_aggregate(call.output, unwrap)
+        return unwrap(call.output)
     except Exception as e:  # pragma: no cover - exotic containers
         raise FxtractTypeError(
             f"module call {call.name!r} returned a {type(call.output).__name__}, which an FX graph cannot "
@@ -114,6 +141,36 @@ def build_output(graph: fx.Graph, outputs: Mapping[str, Any]) -> fx.Node:
     for n in old:
         graph.erase_node(n)
     return graph.output(dict(outputs))
+
+
+def build_structures(graph: fx.Graph) -> int:
+    """Make each namedtuple or dict subclass in the output a node that builds it; return how many.
+
+    FX writes a structure nested in the output dict as its ``repr`` (``Pair(a=x, b=y)``), a
+    name the generated code does not know when the type is not defined where the model is
+    (#17.4); a ``call_function`` node registers the type itself. Runs last: the clones and
+    the pruning see the tensors inside the structures.
+    """
+    output = next(n for n in reversed(graph.nodes) if n.op == "output")
+    built = 0
+
+    def visit(v: Any) -> Any:
+        nonlocal built
+        if isinstance(v, _Rebuild):
+            built += 1
+            return graph.call_function(v.cls, (), {k: visit(x) for k, x in v.items.items()})
+        if isinstance(v, tuple) and hasattr(v, "_fields"):
+            built += 1
+            return graph.call_function(type(v), tuple(visit(x) for x in v))
+        if isinstance(v, (tuple, list)):
+            return type(v)(visit(x) for x in v)
+        if isinstance(v, dict):
+            return {k: visit(x) for k, x in v.items()}
+        return v
+
+    with graph.inserting_before(output):
+        output.args = tuple(visit(a) for a in output.args)
+    return built
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +234,6 @@ _FRESH = {
     "interpolate",
     "clone",
     "scaled_dot_product_attention",
-    "einsum",
     "baddbmm",
     "addmm",
     "cumsum",
@@ -214,7 +270,7 @@ _FRESH = {
     "embedding",
 }
 
-# Modules whose output is a new tensor (those with an `inplace` flag are decided by it).
+# Modules whose output is a new tensor.
 _FRESH_MODULES: tuple[type, ...] = (
     nn.modules.conv._ConvNd,
     nn.Linear,
@@ -239,6 +295,24 @@ _FRESH_MODULES: tuple[type, ...] = (
     nn.Softplus,
 )
 
+# Modules whose output is a new tensor unless their `inplace` flag is set. Any other module with
+# an `inplace` flag may still return its input itself (a Dropout in eval or with p=0).
+_FRESH_UNLESS_INPLACE: tuple[type, ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Threshold,
+    nn.RReLU,
+)
+
 # Container-returning ops: clone their elements, not the container.
 _CONTAINER_OPS = {
     "chunk",
@@ -259,6 +333,36 @@ def _op_name(node: fx.Node) -> str:
     return getattr(node.target, "__name__", str(node.target))
 
 
+@functools.cache
+def _inplace_position(target: Any) -> Optional[int]:
+    try:
+        params = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return None
+    return params.index("inplace") if "inplace" in params else None
+
+
+def _inplace_arg(node: fx.Node) -> bool:
+    """``inplace=True`` given by keyword or by position (``F.relu(x, True)``)."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    if node.op != "call_function":
+        return False
+    try:
+        i = _inplace_position(node.target)
+    except TypeError:  # unhashable target
+        return False
+    return i is not None and i < len(node.args) and node.args[i] is True
+
+
+_KNOWN_CODE = ("torch.nn.", "torchvision.ops.")
+
+
+def _may_write_inputs(m: Optional[nn.Module]) -> bool:
+    """A leaf with code fxtract does not know (not ``torch.nn`` or ``torchvision.ops`` throughout)."""
+    return m is None or any(not type(c).__module__.startswith(_KNOWN_CODE) for c in m.modules())
+
+
 def _first_leaf(m: nn.Module) -> Optional[nn.Module]:
     for child in m.modules():
         if child is not m and not any(True for _ in child.children()):
@@ -272,6 +376,7 @@ class _Aliases:
     def __init__(self, graph: fx.Graph, root: nn.Module) -> None:
         self.roots: dict[fx.Node, frozenset[fx.Node]] = {}
         self.mutates: dict[fx.Node, frozenset[fx.Node]] = {}
+        self.assumed: set[fx.Node] = set()  # writes assumed of opaque leaves, not known
         modules = dict(root.named_modules())
         for node in graph.nodes:
             self._visit(node, modules)
@@ -296,10 +401,14 @@ class _Aliases:
             if inplace is True or (inplace is None and getattr(_first_leaf(m), "inplace", False) is True):
                 self.mutates[node] = first_roots
                 self.roots[node] = first_roots | {node}
-            elif inplace is False or isinstance(m, _FRESH_MODULES):
+            elif isinstance(m, _FRESH_MODULES) or (inplace is False and isinstance(m, _FRESH_UNLESS_INPLACE)):
                 self.roots[node] = frozenset((node,))
             else:
                 self.roots[node] = self._inputs_roots(node) | {node}
+                if _may_write_inputs(m):
+                    # Opaque code (an automatic or user leaf) may write what it is given (#17.6).
+                    self.mutates[node] = self._inputs_roots(node)
+                    self.assumed.add(node)
             return
         name = _op_name(node)
         out_kw = node.kwargs.get("out")
@@ -310,11 +419,7 @@ class _Aliases:
         elif isinstance(out_kw, fx.Node):
             self.mutates[node] = self.roots.get(out_kw, frozenset())
             self.roots[node] = self.mutates[node]
-        elif (
-            is_inplace_name(name)
-            or node.target in _INPLACE_DUNDERS.values()
-            or node.kwargs.get("inplace") is True
-        ):
+        elif is_inplace_name(name) or node.target in _INPLACE_DUNDERS.values() or _inplace_arg(node):
             self.mutates[node] = first_roots
             self.roots[node] = first_roots | {node}
         elif name in _FRESH:
@@ -324,11 +429,66 @@ class _Aliases:
 
 
 # ---------------------------------------------------------------------------------------------
+# augmented assignments
+
+
+def demote_augmented(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> int:
+    """Make ``out += x`` out of place where no one could tell; return how many.
+
+    The tracer records augmented assignments in place, as Python runs them on tensors
+    (``y = h; y += 1`` writes ``h``). That is needed only if the value written is seen
+    under another name: it has users other than the assignment, it may share memory with
+    another value (a view, an input), or a module call returns it after the write. Else
+    the out-of-place op computes the same, and a requested value before it (ResNet's
+    ``bn2`` before ``out += identity``) needs no clone.
+    """
+    aliases = _Aliases(graph, root)
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    read_late: dict[fx.Node, int] = {}  # a node returned by a module call, and where the call ended
+    for call in tracer.module_calls:
+        if call.end is not None:
+            for n in _nodes_in(_as_arg(call)):
+                read_late[n] = max(read_late.get(n, -1), order.get(call.end, -1))
+    demoted = 0
+    for node in graph.nodes:
+        target = node.args[0] if node.meta.get("fxtract_augmented") and node.args else None
+        if (
+            isinstance(target, fx.Node)
+            and len(target.users) == 1
+            and aliases.roots.get(target) == frozenset((target,))
+            and read_late.get(target, -1) < order[node]
+        ):
+            node.target = _OUT_OF_PLACE[node.target]
+            demoted += 1
+    return demoted
+
+
+_OUT_OF_PLACE = {op: _out_of_place(op) for name, op in _INPLACE_DUNDERS.items() if name != "__setitem__"}
+
+
+def _nodes_in(value: Any) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg(value, lambda n: out.append(n) or n)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # protect_outputs
 
 
-def _is_container(node: fx.Node) -> bool:
+def _is_container(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether ``node`` may be a tuple / list / dict of tensors rather than one tensor."""
+    if node.op == "call_module":
+        return not _returns_tensor(modules.get(str(node.target)))
     return node.op in ("call_function", "call_method") and _op_name(node) in _CONTAINER_OPS
+
+
+def _returns_tensor(m: Optional[nn.Module]) -> bool:
+    """A leaf known to return one tensor: a ``torch.nn`` module other than the tuple-returning ones."""
+    if m is None or not type(m).__module__.startswith("torch.nn."):
+        return False  # a user's leaf may return anything
+    tuples = (nn.RNNBase, nn.MultiheadAttention, nn.AdaptiveLogSoftmaxWithLoss, nn.Sequential)
+    return not isinstance(m, tuples) and not getattr(m, "return_indices", False)
 
 
 def _written_after(graph: fx.Graph, root: nn.Module) -> Callable[[fx.Node, fx.Node], bool]:
@@ -361,6 +521,7 @@ def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[
     written_after = _written_after(graph, root)
     order = {n: i for i, n in enumerate(graph.nodes)}
     clones: dict[tuple[fx.Node, fx.Node], fx.Node] = {}
+    modules = dict(root.named_modules())
 
     def protect(node: fx.Node, point: fx.Node) -> fx.Node:
         if order[point] < order[node]:
@@ -369,9 +530,7 @@ def protect_outputs(graph: fx.Graph, root: nn.Module, read_at: Optional[Mapping[
             return node
         if (node, point) not in clones:
             with graph.inserting_after(point):
-                if _is_container(node):
-                    from ._runtime import clone_tree
-
+                if _is_container(node, modules):
                     clone = graph.call_function(clone_tree, (node,))
                 else:
                     clone = graph.call_method("clone", (node,))
@@ -497,7 +656,9 @@ def prune(graph: fx.Graph, root: nn.Module, tracer: NodePathTracer) -> PruneStat
     for node in nodes:
         if node in kept or node.op not in ("call_function", "call_method", "call_module"):
             continue
-        external = any(r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ()))
+        external = node not in aliases.assumed and any(
+            r.op in ("get_attr", "placeholder") for r in aliases.mutates.get(node, ())
+        )
         if external or node.meta.get("fxtract_state_update"):
             add = closure(node, cheap_only=False) if in_active_scope(node) else None
         elif node.target in _CHECKS or _is_impure(node, modules):
