@@ -77,7 +77,9 @@ def test_auto_falls_back_when_the_current_mode_cannot_export():
     model, x = TrainNeedsTargets(False).train(), torch.randn(2, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ex = create_feature_extractor(model, ["lin"], example_inputs=((x, torch.zeros(2)),))
+        # (x,): no targets, so train mode cannot export; ((x, targets),) would pass one tuple as x,
+        # which no mode runs on (feature_info then raises, #12).
+        ex = create_feature_extractor(model, ["lin"], example_inputs=(x,))
     assert ex.strategy == "hooks"  # the train graph cannot be exported, and train is the mode it starts in
 
 

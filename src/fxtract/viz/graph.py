@@ -431,7 +431,7 @@ def _data_flow(
     FX: an extractor returning every node; export: the exported graph with fxtract's names.
     """
     if strategy == "export":
-        from .._export import trace_export
+        from .._strategies.export_trace import trace_export
 
         trace = trace_export(model, example_inputs, dynamic_batch=False)[mode]
         return _flow(dict(trace.node_to_qualname), names)
