@@ -7,14 +7,12 @@ module does not import torch: the checks look at names, types and signatures onl
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from ._errors import (
-    ForwardError,
     FxtractError,
     FxtractTypeError,
     FxtractValueError,
@@ -31,7 +29,6 @@ __all__ = [
     "check_input_dtype",
     "check_trace_root",
     "check_tracer_kwargs",
-    "forward_errors",
     "not_scriptable",
     "raise_bad_inputs",
     "return_node_pairs",
@@ -314,23 +311,6 @@ def check_input_dtype(name: str, got: str, want: Optional[str], mode: str) -> No
         f"{got.replace('torch.', '')}. Export specialises the graph to the dtypes of example_inputs: convert "
         f"the input ({name}.to(torch.{short})) or create the extractor with example_inputs of that dtype."
     )
-
-
-@contextlib.contextmanager
-def forward_errors(model: Any, what: str) -> Iterator[None]:
-    """Turn an exception of the model's own forward into a :class:`ForwardError` naming the inputs."""
-    try:
-        yield
-    except FxtractError:
-        raise
-    except Exception as e:
-        text = str(e).strip()
-        first = text.splitlines()[0][:300] if text else ""
-        raise ForwardError(
-            f"{what}: the forward of {type(model).__name__} failed on example_inputs: {type(e).__name__}: "
-            f"{first}. Check that example_inputs are what model(...) takes (shapes, dtypes, argument names); "
-            "fxtract.describe(model, example_inputs) names the module where it fails."
-        ) from e
 
 
 def check_not_root(name: str, model_name: str) -> None:
