@@ -31,7 +31,7 @@ format: $(STAMP)
 
 # The graph page is tested in headless chromium (tests/test_viz_browser.py).
 browser:
-	command -v chromium >/dev/null || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	{ command -v chromium && command -v chromedriver; } >/dev/null || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$S apt-get update && $$S apt-get install -y chromium chromium-driver; }
 
 test: lint browser
@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/strategies.py
 	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/distributed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
