@@ -160,9 +160,12 @@ def expand_queries(tracer: NodePathTracer, queries: Mapping[str, str], mode: str
 
     names = available_names(tracer)
     types = {c.name: c.module_type for c in tracer.module_calls}
+    # A node name or module path with glob characters (a ModuleList "x[0]" that is never called
+    # itself) is that name, not a pattern: resolve() knows it.
+    literal = set(names) | {path for path, _ in tracer.root.named_modules()}
     out: dict[str, str] = {}
     for query, key in queries.items():
-        if not _is_pattern(query):
+        if not _is_pattern(query) or query in literal:
             out[query] = key
             continue
         if key != query:
