@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from ._errors import FxtractValueError, StrategyError, TraceError
+from ._errors import FxtractTypeError, FxtractValueError, StrategyError, TraceError
 from ._naming import _warn_graph_differences, trace_modes
 
 STRATEGIES = ("auto", "fx", "export", "hooks")
@@ -133,7 +133,7 @@ def _create(
 
     check_strategy(strategy)
     if not isinstance(model, nn.Module):
-        raise FxtractValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        raise FxtractTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
 
     def fx_attempt(leaf_paths: set[str]) -> nn.Module:
         return build_fx_extractor(
