@@ -249,6 +249,11 @@ class LeafModuleAwareTracer(fx.Tracer):
     """
 
     def __init__(self, *args: Any, leaf_modules: Optional[Iterable[Any]] = None, **kwargs: Any) -> None:
+        if leaf_modules is not None and not _iterable(leaf_modules):
+            raise FxtractTypeError(
+                f"leaf_modules must be a list of nn.Module classes, module instances or path patterns, "
+                f"got {leaf_modules!r} ({type(leaf_modules).__name__})."
+            )
         self.leaf_modules = list(leaf_modules) if leaf_modules is not None else []
         types, ids, patterns = [], set(), []
         for item in self.leaf_modules:
