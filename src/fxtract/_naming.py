@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import inspect
 import math
 import operator
 import re
@@ -273,7 +274,13 @@ class LeafModuleAwareTracer(fx.Tracer):
         self._leaf_patterns = patterns
         # Exact paths made leaves by fxtract itself (automatic leaves).
         self.leaf_paths: set[str] = set()
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except TypeError as e:  # an unknown or misspelt option: say which ones exist
+            options = [p for p in inspect.signature(fx.Tracer.__init__).parameters if p != "self"]
+            raise FxtractTypeError(
+                f"bad tracer option ({e}). torch.fx.Tracer takes {', '.join(options)}; fxtract adds leaf_modules."
+            ) from None
 
     def is_leaf_module(self, m: nn.Module, module_qualname: str) -> bool:
         if self._leaf_types and isinstance(m, self._leaf_types):
