@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/extractor.py
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/strategies.py
+	$(PY) benchmarks/extract.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

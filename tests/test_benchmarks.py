@@ -14,6 +14,7 @@ RUNS = {
     "extractor": ["--quick", "--parts", "a,c", "--models", "synthetic"],
     "pruning": ["--quick", "--models", "resnet18"],
     "strategies": ["--quick", "--parts", "a", "--models", "toy_branch"],
+    "extract": ["--quick", "--parts", "a,d", "--size", "32"],
 }
 
 

@@ -35,6 +35,8 @@ _LAZY = {
     "NodeInfo": "_describe",
     "NodeInfoList": "_describe",
     "select_nodes": "_select",
+    "extract": "_extract",
+    "open_features": "store",
 }
 
 __all__ = [
@@ -51,13 +53,16 @@ __all__ = [
     "__version__",
     "create_feature_extractor",
     "describe",
+    "extract",
     "feature_info",
     "get_graph_node_names",
+    "open_features",
     "select_nodes",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._describe import NodeInfo, NodeInfoList, describe, feature_info
+    from ._extract import extract
     from ._extractor import create_feature_extractor
     from ._graph_module import DualGraphModule
     from ._naming import (
@@ -68,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover
         get_graph_node_names,
     )
     from ._select import select_nodes
+    from .store import open_features
 
 
 def __getattr__(name: str) -> Any:

@@ -421,3 +421,9 @@ def _print_tree(loaded: LoadedModel, infos: list[NodeInfo], depth: Optional[int]
 
     walk("", "", 1)
     click.echo(_table(rows, right=(3,)))
+
+
+from ._extract import extract_command, info_command  # noqa: E402 - the commands need the group's helpers
+
+main.add_command(extract_command)
+main.add_command(info_command)

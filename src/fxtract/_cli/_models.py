@@ -382,3 +382,104 @@ def _guess_library(name: str) -> str:
         if known:
             hints.append(prefix + name)
     return " Did you mean " + " or ".join(repr(h) for h in hints) + "?" if hints else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing for `fxtract extract` (owner: the data helper)
+
+
+def data_transform(
+    loaded: LoadedModel,
+    *,
+    image_size: Optional[int] = None,
+    resize: Optional[int] = None,
+    normalize: bool = True,
+    weights: Any = None,
+) -> Any:
+    """The image preprocessing a model spec calls for (PIL image -> float tensor).
+
+    In order: the torchvision weights' own ``transforms()`` when the spec carries
+    torchvision weights (``weights``, else ``loaded.weights`` when the loader records it:
+    a ``WeightsEnum``, ``"DEFAULT"`` or a weights name); timm's ``resolve_data_config`` +
+    ``create_transform`` for a model with a timm ``pretrained_cfg``; else
+    ``fxtract._data.image_transform()`` at the model's input size (resize 256, crop 224,
+    ImageNet mean/std for the default size). ``image_size`` (the crop), ``resize`` (the
+    shorter side first; by default scaled with ``image_size`` as the model's ratio) and
+    ``normalize=False`` override each of them.
+
+    Example:
+        >>> t = data_transform(load_model("torchvision:resnet18"), image_size=32)
+        >>> t.image_size, t.resize
+        (32, 37)
+    """
+    from .._data import image_transform
+
+    for name, value in (("image_size", image_size), ("resize", resize)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ModelSpecError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}.")
+    overridden = image_size is not None or resize is not None or not normalize
+    preset = _weights_preset(loaded, weights)
+    if preset is not None:
+        crop, first = getattr(preset, "crop_size", None), getattr(preset, "resize_size", None)
+        if not overridden:
+            return preset
+        if crop and first and hasattr(preset, "mean"):
+            size = image_size or crop[0]
+            return image_transform(
+                image_size=size,
+                resize=resize or (first[0] if image_size is None else round(size * first[0] / crop[0])),
+                mean=preset.mean,
+                std=preset.std,
+                normalize=normalize,
+                interpolation=preset.interpolation.value,
+            )
+    config = _timm_data_config(loaded.model)
+    if config is not None:
+        from timm.data import create_transform
+
+        if image_size is not None:
+            config["input_size"] = (config["input_size"][0], image_size, image_size)
+        if resize is not None:
+            config["crop_pct"] = config["input_size"][-1] / resize
+        if not normalize:
+            config["mean"], config["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return create_transform(**config, is_training=False)
+    height = loaded.input_size[-2] if len(loaded.input_size) == 3 else DEFAULT_INPUT_SIZE[1]
+    width = loaded.input_size[-1] if len(loaded.input_size) == 3 else DEFAULT_INPUT_SIZE[2]
+    size: Any = image_size or (height if height == width else (height, width))
+    shorter = size if isinstance(size, int) else min(size)
+    return image_transform(image_size=size, resize=resize or round(shorter * 256 / 224), normalize=normalize)
+
+
+def _weights_preset(loaded: LoadedModel, weights: Any) -> Any:
+    """The ``transforms()`` of the torchvision weights the spec carries, or ``None``."""
+    weights = weights if weights is not None else getattr(loaded, "weights", None)
+    if weights is None:
+        return None
+    if hasattr(weights, "transforms") and callable(weights.transforms):  # a WeightsEnum member
+        return weights.transforms()
+    if not isinstance(weights, str) or not loaded.spec.startswith("torchvision:"):
+        return None  # a state-dict path: no preprocessing recorded with it
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(loaded.spec[len("torchvision:") :])
+        member = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
+    except (KeyError, ValueError, AttributeError):
+        return None  # a path, or a model without weights
+    return member.transforms()
+
+
+def _timm_data_config(model: Any) -> Optional[dict[str, Any]]:
+    """timm's eval data config for a model with a ``pretrained_cfg``, or ``None``."""
+    if (
+        not isinstance(getattr(model, "pretrained_cfg", None), dict)
+        or importlib.util.find_spec("timm") is None
+    ):
+        return None
+    from timm.data import resolve_data_config
+
+    try:
+        return dict(resolve_data_config({}, model=model))
+    except Exception:  # pragma: no cover - a pretrained_cfg timm cannot read
+        return None
