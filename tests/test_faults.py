@@ -34,7 +34,7 @@ def _child(out: Path, *fault: str, wait: bool = True):
     )
     if not wait:
         return proc
-    stdout, stderr = proc.communicate(timeout=300)
+    _, stderr = proc.communicate(timeout=300)
     return proc.returncode, stderr
 
 
@@ -54,7 +54,7 @@ def reference(tmp_path_factory):
     code, err = _child(out)
     assert code == 0, err
     store = open_features(out)
-    return tree(out), {k: np.asarray(store[k][:]) for k in store.keys()}
+    return tree(out), {k: np.asarray(store[k][:]) for k in store}
 
 
 def check_reader(out: Path, rows) -> str:
@@ -65,7 +65,7 @@ def check_reader(out: Path, rows) -> str:
             store = open_features(out)
             indices = np.asarray(store.indices)
             for key, expected in rows.items():
-                if key not in store.keys():  # nothing committed yet: no key, no row
+                if key not in store:  # nothing committed yet: no key, no row
                     assert len(indices) == 0, f"rows {indices.tolist()} without key {key}"
                     continue
                 got = np.asarray(store[key][:])
