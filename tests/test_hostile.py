@@ -208,7 +208,10 @@ ISSUE_12 = (
     "tracer-model-none",  # NodePathTracer().trace("resnet18"): AssertionError from torch.fx
     "tracer-model-string",
     "tracer-model-class",
+    "extract-nodes-none-entry",
 )
+# Raw errors in the dataset tier (branch extract, written in parallel): reported, not fixed here.
+DATASET_TIER = ("extract-num-workers-negative", "extract-out-none", "open_features-none", "open_features-int")
 # get_graph_node_names(strategy="hooks") runs the forward on bad inputs or a raising model and
 # lets the torch error out (#12: "hooks with wrong-shaped example_inputs, or a model whose
 # forward raises, give the raw torch error").
@@ -216,6 +219,10 @@ ISSUE_12_HOOKS = ("names-input-", "names-model-raises")
 
 
 def _marks(case_id: str) -> list:
+    if case_id in DATASET_TIER:
+        return [
+            pytest.mark.xfail(strict=False, reason="raw error in the dataset tier (branch extract), reported")
+        ]
     if any(k in case_id for k in ISSUE_12) or (
         case_id.startswith(ISSUE_12_HOOKS) and case_id.endswith(("-hooks", "-auto"))
     ):
@@ -365,6 +372,74 @@ for fid, kw, refusal in [
         )
 
 
+# -- the dataset tier: fxtract.extract and fxtract.open_features ------------------------------
+
+IMAGES = torch.randn(6, 3, 8, 8)
+
+
+def _conv():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+
+
+def _extract_to(tmp, **kw):
+    import tempfile
+
+    import fxtract
+
+    args = {"nodes": ["1"], "progress": False, **kw}
+    data = args.pop("data", IMAGES)
+    model = args.pop("model", _conv())
+    out = args.pop("out", tempfile.mkdtemp(prefix="fxtract-hostile-"))
+    fxtract.extract(model, data, out, **args)
+
+
+EXTRACT_ARGS = [
+    ("data-none", {"data": None}, (TypeError, ValueError)),
+    ("data-empty-list", {"data": []}, ValueError),
+    ("data-empty-tensor", {"data": torch.randn(0, 3, 8, 8)}, ValueError),
+    ("data-missing-path", {"data": "/nonexistent/dir"}, FileNotFoundError),
+    ("data-unicode-path", {"data": "/nonexistent/λ-图"}, FileNotFoundError),
+    ("data-int", {"data": 3}, (TypeError, ValueError)),
+    ("model-none", {"model": None}, TypeError),
+    ("model-string", {"model": "resnet18"}, TypeError),
+    ("model-raises", {"model": RaisesInForward()}, None),
+    ("model-returns-none", {"model": ReturnsNone()}, None),
+    ("model-no-params", {"model": NoParameters(), "nodes": None}, None),
+    ("nodes-empty", {"nodes": []}, ValueError),
+    ("nodes-unknown", {"nodes": ["nope"]}, ValueError),
+    ("nodes-none-entry", {"nodes": [None]}, TypeError),
+    ("nodes-duplicate", {"nodes": ["1", "1"]}, None),
+    ("batch-size-zero", {"batch_size": 0}, ValueError),
+    ("batch-size-negative", {"batch_size": -1}, ValueError),
+    ("batch-size-string", {"batch_size": "8"}, (TypeError, ValueError)),
+    ("num-workers-negative", {"num_workers": -1}, ValueError),
+    ("device-unknown", {"device": "nodevice"}, ValueError),
+    ("device-absent", {"device": "cuda:7"}, (ValueError, RuntimeError)),
+    ("dtype-unknown", {"dtype": "int8"}, ValueError),
+    ("pool-unknown", {"pool": "median"}, ValueError),
+    ("pool-unknown-node", {"pool": {"nope": "avg"}}, ValueError),
+    ("format-unknown", {"format": "csv"}, ValueError),
+    ("shard-size-zero", {"shard_size": 0}, ValueError),
+    ("on-error-unknown", {"on_error": "ignore"}, ValueError),
+    ("num-shards-zero", {"num_shards": 0}, ValueError),
+    ("shard-index-out-of-range", {"shard_index": 3}, ValueError),
+    ("out-is-a-file", {"out": __file__}, (ValueError, RuntimeError, OSError)),
+    ("out-none", {"out": None}, (TypeError, ValueError)),
+]
+for eid, kw, refusal in EXTRACT_ARGS:
+    CASES.append(case(lambda kw=kw: _extract_to(None, **kw), refusal, id=f"extract-{eid}"))
+for oid, arg, refusal in [
+    ("none", None, (TypeError, ValueError)),
+    ("missing", "/nonexistent/store", (RuntimeError, FileNotFoundError)),  # StoreError is a RuntimeError
+    ("a-file", __file__, (RuntimeError, ValueError)),
+    ("not-a-store", str(torch.__path__[0]), (RuntimeError, ValueError)),
+    ("int", 3, (TypeError, ValueError)),
+]:
+    CASES.append(
+        case(lambda a=arg: __import__("fxtract").open_features(a), refusal, id=f"open_features-{oid}")
+    )
+
+
 @pytest.mark.parametrize(("call", "refusal"), CASES)
 def test_hostile_argument(call, refusal):
     expect(call, refusal)
@@ -461,6 +536,21 @@ DESCRIBE_ARGS = [
     ("exclude-everything", ["{file}:build", "--exclude", "*"], None),
     ("nodes-unknown", ["{file}:build", "--nodes", "nope", "--input-size", "4"], 1),
 ]
+EXTRACT_CLI = [
+    ("no-out", ["{file}:build", "{data}", "--nodes", "0"], 2),
+    ("no-nodes", ["{file}:build", "{data}", "--out", "{out}"], 2),
+    ("missing-data", ["{file}:build", "/nonexistent", "--nodes", "0", "--out", "{out}"], 1),
+    ("unknown-node", ["{file}:build", "{data}", "--nodes", "nope", "--out", "{out}"], 1),
+    ("bad-pool", ["{file}:build", "{data}", "--nodes", "0", "--out", "{out}", "--pool", "median"], 1),
+    ("bad-device", ["{file}:build", "{data}", "--nodes", "0", "--out", "{out}", "--device", "nodevice"], 1),
+    ("batch-zero", ["{file}:build", "{data}", "--nodes", "0", "--out", "{out}", "--batch-size", "0"], 2),
+    ("shard-index", ["{file}:build", "{data}", "--nodes", "0", "--out", "{out}", "--shard-index", "4"], 1),
+    ("forward-raises", ["{file}:boom", "{data}", "--nodes", "x", "--out", "{out}"], 1),
+]
+INFO_CLI = [
+    ("missing", ["/nonexistent"], 2),
+    ("not-a-store", ["{tmp}"], 1),
+]
 CLI_CASES = [
     pytest.param(
         cmd,
@@ -472,6 +562,10 @@ CLI_CASES = [
     )
     for cmd in ("nodes", "describe")
     for cid, args, code in CLI_ARGS + (NODES_ARGS if cmd == "nodes" else DESCRIBE_ARGS)
+] + [
+    pytest.param(cmd, args, code, id=f"{cmd}-{cid}")
+    for cmd, table in (("extract", EXTRACT_CLI), ("info", INFO_CLI))
+    for cid, args, code in table
 ]
 
 
@@ -484,7 +578,16 @@ def model_file(tmp_path_factory):
 
 @pytest.mark.parametrize(("command", "args", "code"), CLI_CASES)
 def test_hostile_cli(command, args, code, model_file):
-    argv = [command] + [a.replace("{file}", str(model_file)) for a in args]
+    tmp = model_file.parent
+    data = tmp / "data.pt"
+    if not data.exists():
+        torch.save(torch.randn(4, 4), data)
+    fill = {"{file}": str(model_file), "{data}": str(data), "{out}": str(tmp / "out"), "{tmp}": str(tmp)}
+    argv = [command]
+    for a in args:
+        for k, v in fill.items():
+            a = a.replace(k, v)
+        argv.append(a)
     if command == "describe":  # describe always computes shapes
         argv = [a for a in argv if a != "--shapes"]
     result = CliRunner().invoke(main, argv, env={"TQDM_DISABLE": "1"})
