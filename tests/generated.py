@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -102,7 +103,9 @@ class GenModel:
                 path = Path(tempfile.gettempdir()) / "fxtract_generated" / f"{name}.py"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not path.exists() or path.read_text() != self.source:
-                    path.write_text(self.source)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # pytest-xdist workers share the folder
+                    tmp.write_text(self.source)
+                    os.replace(tmp, path)
                 spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
