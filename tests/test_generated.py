@@ -58,25 +58,30 @@ def _shapes(value) -> tuple:
 # -- references ---------------------------------------------------------------------------------
 
 
-def hook_oracle(model, x) -> tuple[dict[str, object], dict[str, object]]:
-    """``({call name: output}, {uncalled module path: output of the last call that finished under it})``."""
+def hook_oracle(model, x, leaves=frozenset()) -> tuple[dict[str, object], dict[str, object]]:
+    """``({call name: output}, {uncalled module path: output of the last call that finished under it})``.
+
+    Calls made inside a call of a module in ``leaves`` are not graph nodes, so they get no name.
+    """
     paths = [p for p, _ in model.named_modules() if p]
     namer = _UniqueNamer(paths)
     values: dict[str, object] = {}
     finished: list[tuple[str, str]] = []  # (path, call name) in the order the calls returned
-    stack: list[str] = []
+    stack: list = []  # the call name, or None inside a leaf
     handles = []
     for path, mod in model.named_modules():
         if not path:
             continue
 
         def pre(m, a, path=path):
-            stack.append(namer.claim(path, owns_base=True))
+            hidden = any(frame is None or frame[1] for frame in stack)
+            stack.append(None if hidden else (namer.claim(path, owns_base=True), path in leaves))
 
         def post(m, a, out, path=path):
-            name = stack.pop()
-            values[name] = _clone(out)
-            finished.append((path, name))
+            frame = stack.pop()
+            if frame is not None:
+                values[frame[0]] = _clone(out)
+                finished.append((path, frame[0]))
 
         handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
     try:
@@ -88,7 +93,7 @@ def hook_oracle(model, x) -> tuple[dict[str, object], dict[str, object]]:
     called = {p for p, _ in finished}
     prefixes = {}
     for p in paths:
-        if p in called:
+        if p in called or any(p.startswith(f"{leaf}.") for leaf in leaves):
             continue
         under = [name for q, name in finished if q.startswith(p + ".")]
         if under:
@@ -207,21 +212,20 @@ def check_torchvision(gm: GenModel, model, snap: Snapshot) -> None:
 
 def check_oracle(gm: GenModel, model, snap: Snapshot, x, accepted) -> dict:
     """Every module call and module prefix, through every accepting strategy, equals the hook oracle."""
-    calls, prefixes = hook_oracle(model, x)
-    wanted = {**calls, **prefixes}
     extractors = {}
-    if not wanted:
-        return extractors
     paths = {p for p, _ in model.named_modules()}
     for strategy, names in accepted.items():
         if strategy == "export" and gm.shared_parents:
             STATS["skipped: issue #17.3"] += 1
             continue  # issue #17.3 (a module shared by two parents loses its name), fixed on branch defects
-        asked = dict(wanted)
+        leaves = frozenset()
         if strategy in ("fx", "auto"):
             # A leaf (the user's or an automatic one) is one node: the calls inside it are not names.
-            leaves = (set(names[0]) | set(names[1])) & paths
-            asked = {n: v for n, v in wanted.items() if not any(n.startswith(f"{leaf}.") for leaf in leaves)}
+            leaves = frozenset((set(names[0]) | set(names[1])) & paths)
+        calls, prefixes = hook_oracle(model, x, leaves)
+        asked = {**calls, **prefixes}
+        if not asked:
+            continue
         try:
             ex = _quiet(
                 create_feature_extractor,
