@@ -94,7 +94,15 @@ KILLS = [
 ]
 
 
-@pytest.mark.parametrize(("target", "phase", "k"), KILLS, ids=[f"{t}{k}-{p}" for t, p, k in KILLS])
+# CI runs a middle shard and the manifest at every phase; `make test-slow` runs every point.
+_CI_KILLS = {("shard", 3), ("manifest", 1)}
+KILL_CASES = [
+    pytest.param(t, p, k, id=f"{t}{k}-{p}", marks=[] if (t, k) in _CI_KILLS else [pytest.mark.slow])
+    for t, p, k in KILLS
+]
+
+
+@pytest.mark.parametrize(("target", "phase", "k"), KILL_CASES)
 def test_sigkill_then_rerun(tmp_path, reference, target, phase, k):
     out = tmp_path / "store"
     code, err = _child(out, "kill", target, phase, str(k))
@@ -149,7 +157,12 @@ def test_two_writers_on_one_store(tmp_path, reference):
         procs = [_child(out, *fault, wait=False), _child(out, *other, wait=False)]
         errs = [p.communicate(timeout=300)[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), errs
-        assert tree(out) == reference[0]
+        got = tree(out)
+        if fault[0] == "split":  # two jobs' store: the same shards, its own parts and manifest
+            got = {k: v for k, v in got.items() if k.startswith(("shard-", "samples"))}
+            assert got == {k: v for k, v in reference[0].items() if k.startswith(("shard-", "samples"))}
+        else:
+            assert got == reference[0]
         assert check_reader(out, reference[1]) == "complete"
 
 
