@@ -94,10 +94,10 @@ KILLS = [
 ]
 
 
-# CI runs a middle shard and the manifest at every phase; `make test-slow` runs every point.
-_CI_KILLS = {("shard", 3), ("manifest", 1)}
+# CI runs a middle shard at every phase and the manifest half-written; `make test-slow` every point.
+_CI_KILLS = {("shard", 3, "before"), ("shard", 3, "during"), ("shard", 3, "after"), ("manifest", 1, "during")}
 KILL_CASES = [
-    pytest.param(t, p, k, id=f"{t}{k}-{p}", marks=[] if (t, k) in _CI_KILLS else [pytest.mark.slow])
+    pytest.param(t, p, k, id=f"{t}{k}-{p}", marks=[] if (t, k, p) in _CI_KILLS else [pytest.mark.slow])
     for t, p, k in KILLS
 ]
 
@@ -113,7 +113,9 @@ def test_sigkill_then_rerun(tmp_path, reference, target, phase, k):
     rerun_is_identical(out, reference)
 
 
-@pytest.mark.parametrize("limit", [256, 1024, 4096])
+@pytest.mark.parametrize(
+    "limit", [pytest.param(256, marks=pytest.mark.slow), 1024, pytest.param(4096, marks=pytest.mark.slow)]
+)
 def test_full_disk_then_rerun(tmp_path, reference, limit):
     out = tmp_path / "store"
     code, err = _child(out, "fsize", str(limit))
