@@ -40,6 +40,11 @@ test: lint browser
 test-slow: $(STAMP)
 	$(PYTEST) -m slow -n 2 -q
 
+# The generated-model sweep alone (2,000 models; FXTRACT_SWEEP_EXAMPLES=N for another count).
+.PHONY: test-sweep
+test-sweep: $(STAMP)
+	$(PYTEST) tests/test_generated.py -m slow -n 0 -q
+
 bench: $(STAMP)
 	$(PY) benchmarks/naming.py
 	$(PY) benchmarks/extractor.py
