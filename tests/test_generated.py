@@ -32,7 +32,7 @@ from torch.utils import _pytree as pytree
 
 import fxtract
 from fxtract import FxtractError, NodePathTracer, create_feature_extractor, describe, get_graph_node_names
-from fxtract._naming import _UniqueNamer
+from fxtract._naming import UniqueNamer
 
 from .generated import GenModel, models
 from .oracle import assert_same
@@ -64,7 +64,7 @@ def hook_oracle(model, x, leaves=frozenset()) -> tuple[dict[str, object], dict[s
     Calls made inside a call of a module in ``leaves`` are not graph nodes, so they get no name.
     """
     paths = [p for p, _ in model.named_modules() if p]
-    namer = _UniqueNamer(paths)
+    namer = UniqueNamer(paths)
     values: dict[str, object] = {}
     finished: list[tuple[str, str]] = []  # (path, call name) in the order the calls returned
     stack: list = []  # the call name, or None inside a leaf
@@ -215,9 +215,6 @@ def check_oracle(gm: GenModel, model, snap: Snapshot, x, accepted) -> dict:
     extractors = {}
     paths = {p for p, _ in model.named_modules()}
     for strategy, names in accepted.items():
-        if strategy == "export" and gm.shared_parents:
-            STATS["skipped: issue #17.3"] += 1
-            continue  # issue #17.3 (a module shared by two parents loses its name), fixed on branch defects
         leaves = frozenset()
         if strategy in ("fx", "auto"):
             # A leaf (the user's or an automatic one) is one node: the calls inside it are not names.
@@ -226,33 +223,18 @@ def check_oracle(gm: GenModel, model, snap: Snapshot, x, accepted) -> dict:
         asked = {**calls, **prefixes}
         if not asked:
             continue
-        try:
-            ex = _quiet(
-                create_feature_extractor,
-                model,
-                list(asked),
-                tracer_kwargs=gm.tracer_kwargs(model),
-                strategy=strategy,
-                example_inputs=(x.clone(),),
-            )
-        except fxtract.NodeNotFoundError:
-            if strategy == "auto" and gm.shared_parents:  # auto fell back to export: issue #17.3
-                STATS["skipped: issue #17.3"] += 1
-                continue
-            raise
-        if ex.strategy == "export" and gm.shared_parents:
-            STATS["skipped: issue #17.3"] += 1
-            continue
+        ex = _quiet(
+            create_feature_extractor,
+            model,
+            list(asked),
+            tracer_kwargs=gm.tracer_kwargs(model),
+            strategy=strategy,
+            example_inputs=(x.clone(),),
+        )
         snap.check(f"create_feature_extractor(strategy={strategy!r})")
         ex.eval()
-        try:
-            with torch.no_grad():
-                out = ex(x.clone())
-        except NameError as e:
-            if "Pair" not in str(e):
-                raise
-            STATS["skipped: issue #17.4"] += 1  # a namedtuple in generated code, fixed on branch defects
-            continue
+        with torch.no_grad():
+            out = ex(x.clone())
         snap.check(f"a forward of the {strategy} extractor")
         assert list(out) == list(asked), f"{strategy}: keys {list(out)} != {list(asked)}"
         for name, value in asked.items():
@@ -313,9 +295,6 @@ def check_describe(gm: GenModel, model, snap: Snapshot, x) -> None:
         record, interp, _ = interpreter_values(model, gm.tracer_kwargs(model))
         with torch.no_grad():
             interp.run(x.clone())
-    if infos.strategy == "export" and gm.shared_parents:
-        STATS["skipped: issue #17.3"] += 1  # a call holding a shared module loses its structure
-        return
     checked = 0
     for info in infos:
         if info.kind == "module" and info.name in calls:

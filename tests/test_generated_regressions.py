@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import collections
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from fxtract import NodeNotFoundError, create_feature_extractor
+from fxtract import create_feature_extractor
 
 from .oracle import assert_same, module_outputs
 
@@ -64,13 +63,15 @@ class _Outer(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["lin", "x[0]"])
-def test_name_inside_an_automatic_leaf_says_so(name):
+def test_name_inside_an_automatic_leaf_is_served(name):
     # Found: with glob characters, a call inside an automatic leaf got "pattern ... matches no
-    # node name" instead of the message that names the leaf and the strategies that see inside it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(NodeNotFoundError, match="inside 'blk', a leaf module"):
-            create_feature_extractor(_Outer(name).eval(), [f"blk.{name}"], strategy="auto")
+    # node name" instead of the message that names the leaf. Since issue #11.1 the chain goes on
+    # past the automatic leaf (to hooks here: the branch is on values) and serves the name.
+    model = _Outer(name).eval()
+    with pytest.warns(UserWarning, match="hooks"):
+        ex = create_feature_extractor(model, [f"blk.{name}"], strategy="auto")
+    assert ex.strategy == "hooks"
+    assert_same(module_outputs(model, X)[f"blk.{name}"], ex(X)[f"blk.{name}"], name)
 
 
 Pair = collections.namedtuple("Pair", ["a", "b"])
@@ -95,7 +96,6 @@ class _UsesPair(nn.Module):
         return self.blk(x).a * 2
 
 
-@pytest.mark.xfail(strict=False, reason="issue #17.4, fixed on branch defects")
 def test_namedtuple_of_the_models_own_module():
     # Found by the sweep: issue #17.4 hits a namedtuple defined in the model's own module too.
     model = _UsesPair().eval()
@@ -114,7 +114,6 @@ class _Shared(nn.Module):
         return self.b(self.a(x))
 
 
-@pytest.mark.xfail(strict=False, reason="issue #17.3, fixed on branch defects")
 def test_module_shared_by_two_parents_under_export():
     model = _Shared().eval()
     oracle = module_outputs(model, X)
@@ -147,9 +146,6 @@ class _HoldsTwoNames(nn.Module):
         return self.q(x)[0]
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue #17.3 (same root: a module called twice under export), branch defects"
-)
 def test_module_called_under_two_names_of_one_parent_under_export():
     # Found by the sweep (shrunk by hand): the second call of the shared Linear has no name
     # ('q.a_1'), and describe gives the enclosing call 'q' one shape where it returned two.

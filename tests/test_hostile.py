@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import warnings
 
 import pytest
@@ -115,7 +114,7 @@ RETURN_NODES = [
     ("int-entry", [1], TypeError),
     ("none-key", {None: "a"}, TypeError),
     ("none-value", {"lin": None}, TypeError),
-    ("int-value", {"lin": 1}, TypeError),
+    ("int-value", {"lin": 1}, None),  # output keys are kept as given (#12.4): out[1]
     ("unknown", ["nope"], ValueError),
     ("unknown-unicode", ["λλ"], ValueError),
     ("duplicate", ["lin", "lin"], None),
@@ -189,48 +188,8 @@ def _extract(model, nodes, *, run=True, **kw):
             ex(X.clone())
 
 
-# Cases that issue #12 lists (argument checks, on branch newcomer): expected to fail here.
-# create_feature_extractor takes non-string names and keys (#12.4: [None] becomes 'None').
-ISSUE_12_NAMES = ("-none-entry-", "-int-entry-", "-none-key-", "-none-value-", "-int-value-", "-tensor-")
-ISSUE_12_NAMES += ("-bytes-", "-nested-list-")
-ISSUE_12 = (
-    "concrete-args",  # unknown concrete_args accepted silently
-    "describe-input-too-many-fx",  # extra positional example inputs accepted silently
-    "describe-input-too-many-auto",
-    "select_nodes-names-",  # select_nodes(..., names=5): 'int' object is not iterable
-    "tracer-model-none",  # NodePathTracer().trace("resnet18"): AssertionError from torch.fx
-    "tracer-model-string",
-    "tracer-model-class",
-    "extract-nodes-none-entry",
-)
-# Raw errors in the dataset tier (branch extract, written in parallel): reported, not fixed here.
-DATASET_TIER = ("extract-num-workers-negative", "extract-out-none", "open_features-none", "open_features-int")
-
-
-def _issue_12_hooks(case_id: str) -> bool:
-    """get_graph_node_names(strategy="hooks") lets the torch error of a bad input or a raising
-    forward out (#12: "hooks with wrong-shaped example_inputs, or a model whose forward raises,
-    give the raw torch error")."""
-    if case_id.startswith("names-model-raises"):
-        return case_id.endswith(("-hooks", "-auto"))
-    return case_id.startswith("names-input-") and case_id.endswith("-hooks") and "zero-size" not in case_id
-
-
-def _marks(case_id: str) -> list:
-    if case_id in DATASET_TIER:
-        return [
-            pytest.mark.xfail(strict=False, reason="raw error in the dataset tier (branch extract), reported")
-        ]
-    names = case_id.startswith("cfe-") and any(k in case_id for k in ISSUE_12_NAMES)
-    # describe(m, x, nodes=5) / feature_info(m, 5, x): 'int' object is not iterable
-    names = names or re.fullmatch(r"(describe|feature_info)-(int|module)-(fx|hooks|auto)", case_id)
-    if names or any(k in case_id for k in ISSUE_12) or _issue_12_hooks(case_id):
-        return [pytest.mark.xfail(strict=False, reason="issue #12, argument checks on branch newcomer")]
-    return []
-
-
 def case(call, refusal, id):
-    return pytest.param(call, refusal, id=id, marks=_marks(id))
+    return pytest.param(call, refusal, id=id)
 
 
 # -- the tables, crossed ------------------------------------------------------------------------
@@ -556,8 +515,6 @@ CLI_CASES = [
         args,
         code,
         id=f"{cmd}-{cid}",
-        # a real zero input of that size is allocated: issue #12.2, on branch newcomer
-        marks=[pytest.mark.xfail(strict=False, reason="issue #12.2")] if cid == "input-size-huge" else [],
     )
     for cmd in ("nodes", "describe")
     for cid, args, code in CLI_ARGS + (NODES_ARGS if cmd == "nodes" else DESCRIBE_ARGS)

@@ -75,8 +75,27 @@ def _parse_pool(pool: Union[str, Sequence[str], Mapping[str, str], None]) -> tup
 
 
 def _check_options(
-    dtype: str, fmt: str, on_error: str, batch_size: int, num_shards: int, shard_index: int, shard_size: Any
+    dtype: str,
+    fmt: str,
+    on_error: str,
+    batch_size: int,
+    num_shards: int,
+    shard_index: int,
+    shard_size: Any,
+    *,
+    num_workers: Any = 0,
+    out: Any = ".",
 ) -> None:
+    if not isinstance(out, (str, os.PathLike)):
+        raise FxtractTypeError(
+            f"out must be the path of the store's directory (a str or os.PathLike), got {type(out).__name__} "
+            f"{out!r:.60}."
+        )
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise FxtractValueError(
+            f"num_workers must be 0 (load in this process) or a positive number of DataLoader worker "
+            f"processes, got {num_workers!r}."
+        )
     for value, allowed, what in (
         (dtype, DTYPES, "dtype"),
         (fmt, FORMATS, "format"),
@@ -410,7 +429,17 @@ def extract(
         >>> store["1"].shape, store["1"][[0, 9]].shape
         ((10, 8), (2, 8))
     """
-    _check_options(dtype, format, on_error, batch_size, num_shards, shard_index, shard_size)
+    _check_options(
+        dtype,
+        format,
+        on_error,
+        batch_size,
+        num_shards,
+        shard_index,
+        shard_size,
+        num_workers=num_workers,
+        out=out,
+    )
     pools = _parse_pool(pool)
     dev = _device(device)
     source = _open_source(data, transform)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,11 @@ def open_features(path: Any) -> FeatureStore:
         >>> store.keys(), store["0"].shape, store["0"][2:5].shape
         (['0'], (10, 3), (3, 3))
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise FxtractTypeError(
+            f"open_features takes the path of a store's directory (a str or os.PathLike), got "
+            f"{type(path).__name__} {path!r:.60}."
+        )
     p = Path(path)
     if not p.is_dir():
         raise StoreError(f"no feature store at {str(path)!r}: not a directory.")
