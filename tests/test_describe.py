@@ -729,3 +729,23 @@ def test_strategy_errors():
 def test_feature_info_with_hooks():
     got = feature_info(U.TinyDino(), ["blocks.1", "norm"], torch.zeros(1, 3, 32, 32), strategy="hooks")
     assert [(f["name"], f["num_chs"], f["reduction"]) for f in got] == [("blocks.1", 32, 8), ("norm", 32, 8)]
+
+
+class _WithTensorConstant(nn.Module):
+    """``torch.tensor(...)`` in forward: FX stores it as ``_tensor_constant0`` (maxvit_t does this)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x) * torch.tensor([1.0, 2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_describe_fx_graph_with_tensor_constants(device):
+    model = _WithTensorConstant().to(device)
+    infos = describe(model, torch.randn(2, 4, device=device), strategy="fx")
+    assert infos.strategy == "fx"
+    assert {i.name: i.shapes for i in infos}["mul"] == ((2, 4),)
+    assert not hasattr(model, "_tensor_constant0")  # the constant stays off the user's model

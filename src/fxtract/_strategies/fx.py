@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import fx, nn
@@ -317,7 +317,9 @@ class _GraphView:
         snapshot = ModelSnapshot(self.model)
         try:
             with training_mode(self.model, training), torch.set_grad_enabled(torch.is_grad_enabled()):
-                _ShapeInterpreter.run_on(self.model, self.graph, inputs, self.values, names)
+                _ShapeInterpreter.run_on(
+                    self.model, self.graph, inputs, self.values, names, self.tracer.tensor_constants
+                )
         finally:
             snapshot.restore()
 
@@ -375,10 +377,19 @@ def _fresh(value: Any) -> Any:
 class _ShapeInterpreter(fx.Interpreter):
     """Runs a graph on fake (or meta) tensors and records each node's output shapes."""
 
-    def __init__(self, model: nn.Module, graph: fx.Graph, record: dict, names: dict) -> None:
+    def __init__(
+        self, model: nn.Module, graph: fx.Graph, record: dict, names: dict, constants: Optional[dict] = None
+    ) -> None:
         super().__init__(model, garbage_collect_values=True, graph=graph)
         self.record = record
         self.names = names
+        # The tracer keeps FX's tensor constants (``_tensor_constant0``) off the user's model.
+        self.constants = dict(constants or {})
+
+    def fetch_attr(self, target: str) -> Any:
+        if target in self.constants:
+            return self.constants[target]
+        return super().fetch_attr(target)
 
     def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args, kwargs = super().fetch_args_kwargs_from_env(n)
@@ -420,13 +431,22 @@ class _ShapeInterpreter(fx.Interpreter):
         return qualified_name(n.target) if n.op == "call_function" else str(n.target)
 
     @classmethod
-    def run_on(cls, model: nn.Module, graph: fx.Graph, inputs: list[Any], record: dict, names: dict) -> Any:
-        interpreter = cls(model, graph, record, names)
+    def run_on(
+        cls,
+        model: nn.Module,
+        graph: fx.Graph,
+        inputs: list[Any],
+        record: dict,
+        names: dict,
+        constants: Optional[dict] = None,
+    ) -> Any:
+        interpreter = cls(model, graph, record, names, constants)
         interpreter.extra_traceback = False  # keep our one-line message as is
         on_meta, device = model_placement(model)
         if on_meta:
             # Everything on meta: shapes propagate without data and without a fake mode.
             inputs = pytree.tree_map_only(torch.Tensor, to_meta, inputs)
+            interpreter.constants = {k: to_meta(v) for k, v in interpreter.constants.items()}
             with stand_ins(model, to_meta), quiet_fake_tensor_log():
                 return interpreter.run(*inputs)
         from torch._subclasses.fake_tensor import FakeTensorMode
