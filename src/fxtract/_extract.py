@@ -644,7 +644,9 @@ def _progress(progress: Optional[bool], todo: int, total: int) -> Any:
         progress = sys.stderr.isatty()
     if not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
         return None  # tqdm reads TQDM_DISABLE when it is imported; this also sees a later setting
+    # ...and the bar is on: say so, or a TQDM_DISABLE read at import time would still turn it off.
     return tqdm(
+        disable=False,
         total=todo,
         desc=f"fxtract extract ({total - todo} of {total} done before)"
         if todo < total
