@@ -114,6 +114,24 @@ def _parse_model_args(ctx: click.Context, param: click.Parameter, value: tuple[s
     return args
 
 
+# Shared by every command that builds a model (nodes, describe, extract, viz).
+WEIGHTS_OPTION = click.option(
+    "--weights",
+    metavar="DEFAULT|PATH",
+    default=None,
+    show_default="none: random weights, offline",
+    help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
+)
+# The short form, for commands whose --help points to `fxtract nodes --help` for the long one.
+STRATEGY_OPTION = click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="auto",
+    show_default=True,
+    help="How nodes are found (see `fxtract nodes --help`).",
+)
+
+
 def _model_options(func: Any) -> Any:
     """MODEL, the input options, --model-arg, --weights, --mode and --strategy, shared by every command."""
     func = click.option(
@@ -132,13 +150,7 @@ def _model_options(func: Any) -> Any:
         show_default=True,
         help="Graph to use: traced in train mode, in eval mode, or both (their union).",
     )(func)
-    func = click.option(
-        "--weights",
-        metavar="DEFAULT|PATH",
-        default=None,
-        show_default="none: random weights, offline",
-        help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
-    )(func)
+    func = WEIGHTS_OPTION(func)
     func = click.option(
         "--model-arg",
         "model_args",

@@ -9,7 +9,16 @@ from typing import Any, Optional
 
 import click
 
-from . import CONTEXT_SETTINGS, STRATEGIES, _BadParameter, _count, _load, _table, _user_errors
+from . import (
+    CONTEXT_SETTINGS,
+    STRATEGY_OPTION,
+    WEIGHTS_OPTION,
+    _BadParameter,
+    _count,
+    _load,
+    _table,
+    _user_errors,
+)
 
 # fxtract._extract.DTYPES / POOLS and fxtract.store.FORMATS, repeated so that --help does not import torch.
 DTYPES = ("float32", "float16", "bfloat16")
@@ -37,20 +46,8 @@ def _default_workers() -> int:
 @click.option(
     "--out", "out", metavar="DIR", required=True, type=click.Path(file_okay=False), help="Store directory."
 )
-@click.option(
-    "--weights",
-    metavar="DEFAULT|PATH",
-    default=None,
-    show_default="none: random weights, offline",
-    help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(STRATEGIES),
-    default="auto",
-    show_default=True,
-    help="How nodes are found (see `fxtract nodes --help`).",
-)
+@WEIGHTS_OPTION
+@STRATEGY_OPTION
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
     "--num-workers",

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import click
 
-from . import CONTEXT_SETTINGS, STRATEGIES, _load, _parse_input_size, _user_errors
+from . import CONTEXT_SETTINGS, STRATEGY_OPTION, WEIGHTS_OPTION, _load, _parse_input_size, _user_errors
 
 # fxtract.viz.grids.ORDERS / KINDS, repeated so that --help does not import torch.
 ORDERS = ("activity", "index")
@@ -22,21 +22,7 @@ KINDS = ("auto", "channels", "tokens", "heads", "vector")
 
 
 def _model_spec_options(func: Any) -> Any:
-    func = click.option(
-        "--strategy",
-        type=click.Choice(STRATEGIES),
-        default="auto",
-        show_default=True,
-        help="How nodes are found (see `fxtract nodes --help`).",
-    )(func)
-    func = click.option(
-        "--weights",
-        metavar="DEFAULT|PATH",
-        default=None,
-        show_default="none: random weights, offline",
-        help="DEFAULT: the library's pretrained weights (downloads); or a state dict file.",
-    )(func)
-    return func
+    return WEIGHTS_OPTION(STRATEGY_OPTION(func))
 
 
 def _is_store(path: str) -> bool:
