@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from fxtract.store import (
     CorruptStoreError,
     StoreError,
     StoreMismatchError,
+    _files,
     merge,
     open_features,
 )
@@ -218,13 +220,34 @@ def test_temporary_files_are_never_data(tmp_path):
 def test_a_writer_removes_only_its_own_temporary_files(tmp_path):
     root = tmp_path / "s"
     _write(root, writer=0, writers=2)
-    mine, theirs = root / "shard-000001.safetensors.tmp-1-ab", root / "shard-000002.safetensors.tmp-1-cd"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(dead.stdout)  # a process that has exited
+
+    def tmp(unit, pid):
+        return root / f"shard-{unit:06d}.safetensors{_files._TMP_MARK}{_files._host()}-{pid}-ab"
+
+    mine, theirs = tmp(1, pid), tmp(2, pid)
     mine.write_bytes(b"x")
     theirs.write_bytes(b"x")
     StoreWriter(root, _config(), writer=1, writers=2)
     assert not mine.exists() and theirs.exists()  # writer 0 may be writing unit 2 right now
     StoreWriter(root, _config())  # one writer owns every unit
     assert not theirs.exists()
+
+
+def test_a_writer_keeps_the_files_of_a_writer_still_running(tmp_path):
+    # Two full writers on one store: the second must not delete the first's half-written files.
+    root = tmp_path / "s"
+    _write(root)
+    live_here = root / f"shard-000001.safetensors{_files._TMP_MARK}{_files._host()}-{os.getpid()}-ab"
+    fresh_elsewhere = root / f"shard-000002.safetensors{_files._TMP_MARK}other.host-1-cd"
+    stale_elsewhere = root / f"shard-000003.safetensors{_files._TMP_MARK}other.host-1-ef"
+    for p in (live_here, fresh_elsewhere, stale_elsewhere):
+        p.write_bytes(b"x")
+    old = time.time() - 2 * _files._FOREIGN_TMP_AGE_S
+    os.utime(stale_elsewhere, (old, old))
+    StoreWriter(root, _config())
+    assert live_here.exists() and fresh_elsewhere.exists() and not stale_elsewhere.exists()
 
 
 def test_incomplete_store_without_manifest(tmp_path):

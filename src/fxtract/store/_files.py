@@ -14,7 +14,9 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import struct
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -65,9 +67,19 @@ def shard_unit(name: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+# A temporary file of a writer on another machine is taken for a dead writer's only when it has
+# not changed for this long (a live writer renames a file within seconds of its last byte).
+_FOREIGN_TMP_AGE_S = 3600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
 def tmp_name(path: Path) -> Path:
-    """``NAME.tmp-PID-TOKEN``: unique even between writers on several machines sharing the directory."""
-    return path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    """``NAME.tmp-HOST-PID-TOKEN``: unique even between writers on several machines sharing the
+    directory, and naming its writer so another writer can tell whether it is still running."""
+    return path.with_name(f"{path.name}{_TMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def is_tmp(name: str) -> bool:
@@ -144,12 +156,37 @@ def check_writable(root: Path) -> None:
         ) from None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists under another user, or cannot tell: alive
+        return True
+    return True
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the writer that made temporary file ``path`` may still be running: on this machine,
+    whether its process exists; on another, whether the file changed in the last hour."""
+    parts = path.name.split(_TMP_MARK, 1)[1].rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False  # not a name a writer of this version makes
+    if parts[0] == _host():
+        return _pid_alive(int(parts[1]))
+    try:
+        return time.time() - path.lstat().st_mtime < _FOREIGN_TMP_AGE_S
+    except OSError:
+        return False
+
+
 def clear_tmp(root: Path, keep: Callable[[str], bool] = lambda name: False) -> None:
-    """Remove the temporary files a killed writer left (never data), except those ``keep(final name)``
-    says may belong to a writer still running (another job's units)."""
+    """Remove the temporary files killed writers left (never data). Kept: a file whose writer may
+    still be running (two writers on one store must not delete each other's files half-way), and
+    one ``keep(final name)`` says is another job's."""
     children = list(root.iterdir()) + (list((root / PARTS).iterdir()) if (root / PARTS).is_dir() else [])
     for child in children:
-        if is_tmp(child.name) and not keep(child.name.split(_TMP_MARK, 1)[0]):
+        if is_tmp(child.name) and not keep(child.name.split(_TMP_MARK, 1)[0]) and not _writer_alive(child):
             remove(child)
 
 
