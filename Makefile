@@ -42,8 +42,12 @@ test-slow: $(STAMP)
 
 # The generated-model sweep alone (2,000 models; FXTRACT_SWEEP_EXAMPLES=N for another count).
 .PHONY: test-sweep
+# In 20 chunks over both cores, one torch thread each; counts summed from each worker's report.
+SWEEP_REPORT := $(CURDIR)/.sweep/stats.json
 test-sweep: $(STAMP)
-	$(PYTEST) tests/test_generated.py -m slow -n 0 -q
+	rm -rf .sweep && mkdir -p .sweep
+	OMP_NUM_THREADS=1 FXTRACT_SWEEP_REPORT=$(SWEEP_REPORT) $(PYTEST) tests/test_generated.py -m slow -n 2 -q; \
+	rc=$$?; $(PY) -m tests.sweep_stats $(SWEEP_REPORT); exit $$rc
 
 bench: $(STAMP)
 	$(PY) benchmarks/naming.py

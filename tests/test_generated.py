@@ -338,10 +338,17 @@ def test_generated_models(gm, k):
     check_model(gm, export=k == 0)
 
 
+# The sweep in chunks: pytest-xdist spreads them over the cores, and a failure (which hypothesis
+# then shrinks) ends only its own chunk, so one run finds several defects.
+SWEEP_CHUNKS = 20
+SWEEP_EXAMPLES = int(os.environ.get("FXTRACT_SWEEP_EXAMPLES", "2000"))
+
+
 @pytest.mark.slow
-@settings(CHECK, max_examples=int(os.environ.get("FXTRACT_SWEEP_EXAMPLES", "2000")))
-@given(models(), st.integers(0, 3))
-def test_generated_sweep(gm, k):
+@pytest.mark.parametrize("chunk", range(SWEEP_CHUNKS))
+@settings(CHECK, max_examples=max(1, SWEEP_EXAMPLES // SWEEP_CHUNKS))
+@given(gm=models(), k=st.integers(0, 3))
+def test_generated_sweep(chunk, gm, k):
     check_model(gm, export=k == 0)
 
 
@@ -349,8 +356,10 @@ def test_generated_sweep(gm, k):
 def _report_stats():
     yield
     report = os.environ.get("FXTRACT_SWEEP_REPORT")
-    if report:
-        Path(report).write_text(json.dumps(dict(STATS), indent=1, sort_keys=True))
+    if report:  # one file per xdist worker: REPORT.gw0, REPORT.gw1 (benchmarks/sweep_stats.py sums them)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        path = Path(f"{report}.{worker}" if worker else report)
+        path.write_text(json.dumps(dict(STATS), indent=1, sort_keys=True))
 
 
 # -- names across processes ---------------------------------------------------------------------
