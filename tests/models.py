@@ -365,3 +365,40 @@ class MutatesListArg(nn.Module):
     def forward(self, x):
         h, w = clip_sizes([4, 8], x.shape[1] * 2)  # a traced value: FX records the call
         return x.flatten(1)[:, : h * w]
+
+
+class ReturnsBuffer(nn.Module):
+    """A leaf (by class) returning its own buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.ones(3, 4))  # the shape of a batch of 3
+
+    def forward(self, x):
+        return self.offset
+
+
+class Residuals(nn.Module):
+    """Adds whose operands are temporaries, and adds the inference module must leave out of place:
+    an operand used again, a module's own buffer, a view, a broadcast, a dtype promotion, an add
+    of a scalar, and a tensor a forward hook keeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.stored = ReturnsBuffer()
+        self.kept: list[torch.Tensor] = []
+        self.c = nn.Linear(4, 4)
+        self.c.register_forward_hook(lambda m, i, out: self.kept.append(out))
+
+    def forward(self, x):
+        t = self.a(x) + x  # a temporary: written in place
+        u = self.b(t) + t  # t is used again below
+        v = self.stored(u) + u  # the leaf's buffer must stay ones
+        w = self.a(v)[:, :2] + 1.0  # a view
+        small = self.b(v).sum(0, keepdim=True)
+        z = small + v  # the sum broadcasts small: not into small, into v (used again: not either)
+        i = torch.arange(x.shape[1]) + 0.5  # int + float: the result is not the operand's dtype
+        kept = self.c(u) + 2  # the hook keeps this tensor
+        return t, u, v, w, z, i + z, kept

@@ -24,6 +24,7 @@ from . import __version__
 from ._api import create_feature_extractor
 from ._distributed import with_session
 from ._errors import FxtractTypeError, FxtractValueError, did_you_mean
+from ._graph_module import inference_module
 from .store import FORMATS, FeatureStore, merge, open_features
 from .store._writer import StoreWriter, WriteBatch
 
@@ -511,9 +512,11 @@ def _run(model: Any, source: Any, collate: Any, out: Path, **o: Any) -> FeatureS
     outputs = _Outputs(keys, o["pools"], o["dtype"], o["fmt"])
     autocast = torch.autocast(dev.type, enabled=o["amp"]) if o["amp"] else _null()
 
+    runner = inference_module(extractor)  # residual adds in place, as the eager forward does
+
     def forward(inputs: Any) -> dict[str, torch.Tensor]:
         with torch.inference_mode(), autocast:
-            return outputs(_call(extractor, inputs), _mask(inputs))
+            return outputs(_call(runner, inputs), _mask(inputs))
 
     probe = forward(_to_device(_example(source, collate) if example is None else example, dev))
     n = len(source)
