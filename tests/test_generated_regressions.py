@@ -159,3 +159,33 @@ def test_module_called_under_two_names_of_one_parent_under_export():
     out = ex(X)
     for name, value in oracle.items():
         assert_same(value, out[name], name)
+
+
+class _ViewOfShapeThenWrite(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = x.view(x.shape[0], -1)
+        h.add_(1)  # writes x through the view
+        return self.lin(h * (x.shape[1] // 2))
+
+
+def test_sizes_of_a_tensor_written_later_are_not_cloned():
+    # Found by the sweep (chunks 0 and 9, shrunk to h = x.view(x.shape[0], -1); h.add_(1)): the
+    # alias analysis took x.shape and x.shape[0] to share x's memory, so protect_outputs called
+    # .clone() on a torch.Size and an int when every node was requested (AttributeError).
+    # Fixed in fx_passes._Aliases: sizes and arithmetic on them hold no memory.
+    model = _ViewOfShapeThenWrite().eval()
+    ex = create_feature_extractor(model, ["x", "getattr", "getitem", "view", "add_", "lin"], strategy="fx")
+    out = ex(X.clone())
+    assert out["getattr"] == X.shape and out["getitem"] == 2
+    assert torch.equal(out["x"], X) and torch.equal(out["view"], X)  # read before the write
+    assert torch.equal(out["add_"], X + 1)
+    assert_same(module_outputs(model, X.clone())["lin"], out["lin"], "lin")
+    assert not [
+        n
+        for n in ex.graph.nodes
+        if n.op == "call_method" and n.target == "clone" and "getitem" in str(n.args)
+    ]

@@ -313,6 +313,20 @@ _FRESH_UNLESS_INPLACE: tuple[type, ...] = (
     nn.RReLU,
 )
 
+# Queries whose result is no tensor (sizes, flags, Python numbers): they share no memory.
+_NON_TENSOR_ATTRS = {"shape", "dtype", "device", "ndim", "layout", "is_cuda", "requires_grad", "names"}
+_NON_TENSOR_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "stride", "element_size", "item"}
+_NON_TENSOR_METHODS |= {"tolist", "is_contiguous", "is_floating_point", "data_ptr", "storage_offset"}
+
+
+def _no_tensor(node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return node.target in _NON_TENSOR_METHODS
+    if node.target is getattr:
+        return len(node.args) >= 2 and node.args[1] in _NON_TENSOR_ATTRS
+    return node.target is len
+
+
 # Container-returning ops: clone their elements, not the container.
 _CONTAINER_OPS = {
     "chunk",
@@ -377,9 +391,20 @@ class _Aliases:
         self.roots: dict[fx.Node, frozenset[fx.Node]] = {}
         self.mutates: dict[fx.Node, frozenset[fx.Node]] = {}
         self.assumed: set[fx.Node] = set()  # writes assumed of opaque leaves, not known
+        self.scalars: set[fx.Node] = set()  # nodes whose value is no tensor
         modules = dict(root.named_modules())
         for node in graph.nodes:
             self._visit(node, modules)
+
+    def _on_numbers(self, node: fx.Node) -> bool:
+        """Python arithmetic or indexing on values that are no tensors (sizes)."""
+        inputs = node.all_input_nodes
+        module = getattr(node.target, "__module__", None)
+        return (
+            bool(inputs)
+            and all(n in self.scalars for n in inputs)
+            and module in ("_operator", "builtins", "math")
+        )
 
     def _inputs_roots(self, node: fx.Node) -> frozenset[fx.Node]:
         out: set[fx.Node] = set()
@@ -412,7 +437,10 @@ class _Aliases:
             return
         name = _op_name(node)
         out_kw = node.kwargs.get("out")
-        if node.meta.get("fxtract_effect"):
+        if _no_tensor(node) or self._on_numbers(node):  # x.shape, x.shape[0] * 2: no memory
+            self.scalars.add(node)
+            self.roots[node] = frozenset()
+        elif node.meta.get("fxtract_effect"):
             # An opaque function called for its effect: it may write any tensor it is given.
             self.mutates[node] = self._inputs_roots(node)
             self.roots[node] = self.mutates[node] | {node}
