@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import collections
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from fxtract import create_feature_extractor
+from fxtract import create_feature_extractor, get_graph_node_names
 
 from .oracle import assert_same, module_outputs
 
@@ -189,3 +190,82 @@ def test_sizes_of_a_tensor_written_later_are_not_cloned():
         for n in ex.graph.nodes
         if n.op == "call_method" and n.target == "clone" and "getitem" in str(n.args)
     ]
+
+
+class _Untraceable(nn.Module):
+    def __init__(self, lin: nn.Module) -> None:
+        super().__init__()
+        self.lin = lin
+
+    def forward(self, x):
+        x = self.lin(self.lin(x))
+        if x.shape[-1] == 4:  # FX cannot trace it: an automatic leaf
+            x = x * 2
+        return x
+
+
+class _SharedAcrossALeaf(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        lin = nn.Linear(4, 4)
+        self.a = _Untraceable(lin)
+        self.b = nn.Sequential(nn.ReLU())
+        self.b.add_module("lin", lin)  # the same Linear, outside the leaf
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def test_module_shared_across_an_automatic_leaf_is_named_once_per_call():
+    # Found by the sweep (chunk 0, "auto train: duplicate names [('^h.lin', 2), ...]"): FX with
+    # automatic leaves named the shared module's call outside the leaf 'a.lin' (it does not see
+    # the two calls inside), the calls inside were listed from hooks as 'a.lin', 'a.lin_1', and
+    # 'a.lin' meant two calls. Fixed in chain.run: then auto goes on to export / hooks.
+    model = _SharedAcrossALeaf().eval()
+    with pytest.warns(UserWarning, match=r"automatic leaves: 'a.lin' inside the leaf 'a' is also 'b.lin'"):
+        train, names = get_graph_node_names(model, example_inputs=(X,))
+    assert len(names) == len(set(names)) and len(train) == len(set(train))
+    assert {"a.lin", "a.lin_1", "a.lin_2"} <= set(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, ["a.lin", "a.lin_1", "a.lin_2"], example_inputs=(X,))
+    out, oracle = ex(X), module_outputs(model, X)
+    for n in ("a.lin", "a.lin_1", "a.lin_2"):
+        assert_same(oracle[n], out[n], n)
+
+
+class _TwoPathsThenInPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        gelu = nn.GELU()
+        self.add_module("λ", gelu)
+        self.add_module("ab", gelu)  # one module, two paths
+        self.blk = nn.ReLU(inplace=True)
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.λ(self.ab(x))
+        return self.lin(self.blk(h))
+
+
+class _CalledTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = _TwoPathsThenInPlace()
+
+    def forward(self, x):
+        return self.m(self.m(x))
+
+
+@pytest.mark.parametrize("strategy", ["fx", "export", "hooks"])
+def test_module_shared_by_two_paths_in_a_block_called_twice(strategy):
+    # Found by the sweep (chunk 0, "export (export): m$.λ_1"): export numbered the calls of the
+    # canonical path by its own "@k" (calls through that path only), so 'm.λ' took the call made
+    # through 'm.ab', and 'm.λ_1' was read after the in-place ReLU. Fixed in export_trace: every
+    # path of a shared module is matched to the hooks' calls in order.
+    model = _CalledTwice().eval()
+    names = ["m.λ", "m.λ_1", "m.λ_2", "m.λ_3", "m.blk", "m.blk_1"]
+    ex = create_feature_extractor(model, names, strategy=strategy, example_inputs=(X,))
+    out, oracle = ex(X.clone()), module_outputs(model, X.clone())
+    for n in names:
+        assert_same(oracle[n], out[n], n)

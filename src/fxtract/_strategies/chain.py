@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+from torch import nn
 
 from .._errors import NodeNotFoundError, ShapeInferenceError, StrategyError, TraceError, summarize
 from .._inputs import require_inputs
@@ -91,12 +94,17 @@ def run(
             # The chain goes on: export and hooks see the calls inside those modules (#11.1).
             why.append(f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(tried))}")
         else:
-            warnings.warn(
-                "FX could not trace some modules, so they became leaves (their outputs are still "
-                "available by path): " + "; ".join(f"{p} ({r})" for p, r in leaves.items()),
-                stacklevel=stacklevel,
-            )
-            return Outcome(result, "fx", leaves)
+            crossing = _shared_across_leaves(req.model, leaves) if req.example_inputs is not None else None
+            if crossing is None:
+                warnings.warn(
+                    "FX could not trace some modules, so they became leaves (their outputs are still "
+                    "available by path): " + "; ".join(f"{p} ({r})" for p, r in leaves.items()),
+                    stacklevel=stacklevel,
+                )
+                return Outcome(result, "fx", leaves)
+            # FX does not see the calls inside a leaf, so it would number this module's other calls
+            # unlike export and hooks (the sweep's duplicate names): the chain goes on.
+            why.append(f"automatic leaves: {crossing}")
     rest = [REGISTRY["export"], REGISTRY["hooks"]]
     for i, chosen in enumerate(rest):
         if task in chosen.needs_inputs and req.example_inputs is None:
@@ -147,3 +155,25 @@ def _with_auto_leaves(
             return attempt(dataclasses.replace(req, leaf_paths=req.leaf_paths | set(leaves))), leaves
         except TraceError as e:
             error = e
+
+
+def _shared_across_leaves(model: nn.Module, leaves: Mapping[str, str]) -> Optional[str]:
+    """A module inside an automatic leaf that is also registered outside every leaf, if any."""
+    paths: dict[int, list[str]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(m), []).append(name)
+    modules = dict(model.named_modules())
+    prefixes = [p for leaf in leaves if leaf in modules for p in paths[id(modules[leaf])]]
+
+    def under(path: str) -> bool:
+        return any(path.startswith(f"{p}.") for p in prefixes)
+
+    for leaf in leaves:
+        for m in modules[leaf].modules() if leaf in modules else ():
+            if m is modules[leaf]:
+                continue
+            outside = [p for p in paths[id(m)] if not under(p)]
+            if outside:
+                inside = next(p for p in paths[id(m)] if under(p))
+                return f"{inside!r} inside the leaf {leaf!r} is also {outside[0]!r}, outside it"
+    return None

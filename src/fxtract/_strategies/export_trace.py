@@ -483,13 +483,14 @@ def _trace_mode(
     # A module shared by two parents is reached by two paths; the hooks record its one path.
     canonical = recorder.canonical
     by_alias: dict[tuple[str, int], ModuleCall] = {}
+    shared = {c for p, c in canonical.items() if p != c}  # its "@k" counts one path's calls only
     for node in graph.nodes:
         chain: list[ModuleCall] = []
         for key, value in (node.meta.get("nn_module_stack") or {}).items():
             path = value[0] if isinstance(value, tuple) else None
             if not path or path not in canonical:
                 continue
-            if canonical[path] != path:
+            if canonical[path] in shared:
                 call = _shared_call(recorder, canonical[path], key, chain[-1] if chain else None, by_alias)
                 if call is not None:
                     call.nodes.append(node)
