@@ -269,3 +269,26 @@ def test_module_shared_by_two_paths_in_a_block_called_twice(strategy):
     out, oracle = ex(X.clone()), module_outputs(model, X.clone())
     for n in names:
         assert_same(oracle[n], out[n], n)
+
+
+class _DictCalledTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.ModuleDict({"fc_3": nn.Linear(4, 4), "fc_3_1": nn.Linear(4, 4)})
+
+    def forward(self, x):
+        for _ in range(2):
+            for k in self.lin:
+                x = self.lin[k](x)
+        return x
+
+
+def test_torchvision_naming_latest_match_from_another_base():
+    # Found by the sweep (chunk 0): torchvision names the second call of 'lin.fc_3' after the
+    # latest earlier name matching 'lin.fc(_[0-9]+)?', which is 'lin.fc_3' (handed out for
+    # 'lin.fc_3_1'): 'lin.fc_4'. naming="torchvision" said 'lin.fc_1'. Fixed in _TorchvisionNamer.
+    tv = pytest.importorskip("torchvision.models.feature_extraction")
+    model = _DictCalledTwice()
+    expected = tv.get_graph_node_names(model)
+    assert expected[1] == ["x", "lin.fc", "lin.fc_3", "lin.fc_4", "lin.fc_3_1"]
+    assert get_graph_node_names(model, naming="torchvision", strategy="fx") == expected

@@ -130,26 +130,30 @@ class _TorchvisionNamer:
     """torchvision 0.29's ``_get_node_qualname``, linear-time.
 
     torchvision strips a trailing ``_<int>`` from the raw name, then scans every earlier
-    name for the latest match of the regex ``{base}(_[0-9]+)?$``. For a base without
-    regex metacharacters that match is the last name handed out for the same base, so a
-    dict gives the same answer. Bases with metacharacters take the original scan.
+    name for the latest match of the regex ``{base}(_[0-9]+)?$``. Without regex
+    metacharacters in ``base`` a name matches it only as ``base`` itself or ``base_<int>``,
+    so a dict of the latest name per base it matches gives the same answer (that name may
+    have been handed out for another base: ``fc_3`` for ``fc_3_1`` matches ``fc``). Bases
+    with metacharacters take the original scan.
     """
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._latest: dict[str, str] = {}
         self._names: list[str] = []
 
     def claim(self, raw: str) -> str:
         base = raw.rsplit("_", 1)[0] if _TV_SUFFIX.match(raw) else raw
         if _REGEX_SPECIAL.search(base):
             name = self._scan(base)
-        elif base in self._last:
-            self._last[base] += 1
-            name = f"{base}_{self._last[base]}"
+        elif base in self._latest:
+            postfix = self._latest[base].replace(base, "")
+            name = f"{base}_{int(postfix[1:]) + 1 if postfix[1:].isdigit() else 1}"
         else:
-            self._last[base] = 0
             name = base
         self._names.append(name)
+        self._latest[name] = name
+        if _TV_SUFFIX.match(name):
+            self._latest[name.rsplit("_", 1)[0]] = name
         return name
 
     def _scan(self, base: str) -> str:
