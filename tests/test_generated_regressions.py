@@ -292,3 +292,27 @@ def test_torchvision_naming_latest_match_from_another_base():
     expected = tv.get_graph_node_names(model)
     assert expected[1] == ["x", "lin.fc", "lin.fc_3", "lin.fc_4", "lin.fc_3_1"]
     assert get_graph_node_names(model, naming="torchvision", strategy="fx") == expected
+
+
+class _LeafUsesTheRootsLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.inner = _Untraceable(self.lin)  # an automatic leaf calling the root's Linear twice
+
+    def forward(self, x):
+        return self.inner(self.lin(x))
+
+
+def test_call_of_a_shared_module_inside_an_automatic_leaf_is_extractable():
+    # Found by the sweep (chunk 2): 'lin_1' / 'lin_2', the calls of the root's Linear made inside
+    # an automatic leaf, raised NodeNotFoundError under auto (FX does not see them, and the names
+    # are not under the leaf's path). Fixed in chain.run: auto goes on to export / hooks.
+    model = _LeafUsesTheRootsLinear().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = create_feature_extractor(model, ["lin", "lin_1", "lin_2"], example_inputs=(X,))
+    assert ex.strategy in ("export", "hooks")
+    out, oracle = ex(X), module_outputs(model, X)
+    for n in ("lin", "lin_1", "lin_2"):
+        assert_same(oracle[n], out[n], n)

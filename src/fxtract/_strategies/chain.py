@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -89,10 +89,16 @@ def run(
             why.append(f"automatic leaves: {summarize(e) if isinstance(e, TraceError) else str(e)[:200]}")
         except NodeNotFoundError:
             hidden = _inside_leaves([*req.train_nodes, *req.eval_nodes], tried)
-            if not hidden:
+            crossing = _shared_across_leaves(req.model, tried) if req.example_inputs is not None else None
+            if not hidden and crossing is None:
                 raise
-            # The chain goes on: export and hooks see the calls inside those modules (#11.1).
-            why.append(f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(tried))}")
+            # The chain goes on: export and hooks see the calls inside those modules (#11.1), and
+            # number the calls of a module shared with a leaf over all of them.
+            why.append(
+                f"automatic leaves: {', '.join(hidden)} inside {', '.join(sorted(tried))}"
+                if hidden
+                else f"automatic leaves: {crossing}"
+            )
         else:
             crossing = _shared_across_leaves(req.model, leaves) if req.example_inputs is not None else None
             if crossing is None:
@@ -157,7 +163,7 @@ def _with_auto_leaves(
             error = e
 
 
-def _shared_across_leaves(model: nn.Module, leaves: Mapping[str, str]) -> Optional[str]:
+def _shared_across_leaves(model: nn.Module, leaves: Iterable[str]) -> Optional[str]:
     """A module inside an automatic leaf that is also registered outside every leaf, if any."""
     paths: dict[int, list[str]] = {}
     for name, m in model.named_modules(remove_duplicate=False):
