@@ -40,10 +40,10 @@ test: lint browser
 test-slow: $(STAMP)
 	$(PYTEST) -m slow -n 2 -q
 
-# The generated-model sweep alone (2,000 models; FXTRACT_SWEEP_EXAMPLES=N for another count).
-.PHONY: test-sweep
-# In 20 chunks over both cores, one torch thread each; counts summed from each worker's report.
+# The generated-model sweep alone (2,000 models; FXTRACT_SWEEP_EXAMPLES=N for another count),
+# in 20 chunks over both cores, one torch thread each; counts summed from each worker's report.
 SWEEP_REPORT := $(CURDIR)/.sweep/stats.json
+.PHONY: test-sweep
 test-sweep: $(STAMP)
 	rm -rf .sweep && mkdir -p .sweep
 	OMP_NUM_THREADS=1 FXTRACT_SWEEP_REPORT=$(SWEEP_REPORT) $(PYTEST) tests/test_generated.py -m slow -n 2 -q; \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,3 +59,47 @@ class TinyDino(nn.Module):
         for blk in self.blocks:
             t = blk(t)
         return self.norm(t)
+
+
+# The corpus's real models (torchvision, Hugging Face tiny configs).
+REAL_MODELS = [
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "raft_small",
+    "bert_tiny",
+    "gpt2_tiny",
+    "vit_tiny",
+    "clip_vision_tiny",
+]
+
+
+def build_real(name):
+    """One of the corpus's real models, random weights: ``(model, inputs)``."""
+    import torchvision
+
+    torch.manual_seed(0)
+    if name == "fasterrcnn_mobilenet_v3_large_320_fpn":
+        model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+            weights=None, weights_backbone=None
+        )
+        return model, ([torch.rand(3, 160, 160)],)
+    if name == "raft_small":  # RAFT needs >= 128 px
+        return torchvision.models.optical_flow.raft_small(weights=None), (
+            torch.rand(1, 3, 128, 128),
+            torch.rand(1, 3, 128, 128),
+        )
+    transformers = pytest.importorskip("transformers")
+    ids = {"input_ids": torch.randint(0, 100, (2, 7))}
+    pixels = {"pixel_values": torch.randn(2, 3, 32, 32)}
+    vision = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    vision.update(image_size=32, patch_size=8)
+    if name == "bert_tiny":
+        cfg = transformers.BertConfig(
+            vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+        return transformers.BertModel(cfg), {**ids, "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+    if name == "gpt2_tiny":
+        cfg = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=16)
+        return transformers.GPT2Model(cfg), ids
+    if name == "vit_tiny":
+        return transformers.ViTModel(transformers.ViTConfig(**vision)), pixels
+    return transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vision)), pixels

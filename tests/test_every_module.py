@@ -14,6 +14,7 @@ from fxtract import create_feature_extractor, describe, get_graph_node_names
 from fxtract._errors import FxtractError, StrategyError
 
 from .models_hf import HF_MODELS
+from .models_untraceable import REAL_MODELS, build_real
 from .oracle import assert_same, assert_unchanged, module_outputs, snapshot
 from .test_defects import SharedChild
 
@@ -274,7 +275,7 @@ def called_paths(model, args, kwargs, limit=SAMPLE):
     return paths, oracle
 
 
-def sweep_model(model, inputs, limit=SAMPLE):
+def sweep_model(model, inputs, limit=SAMPLE, *, name=None):
     """``(strategy, paths checked)``: every called path (or a sample) equals the oracle under auto."""
     model.eval()
     args, kwargs = (inputs, {}) if isinstance(inputs, tuple) else ((), inputs)
@@ -289,9 +290,7 @@ def sweep_model(model, inputs, limit=SAMPLE):
         rebinds = False
     except AssertionError:
         rebinds = True
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    if rebinds:
-        before = snapshot(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()} if rebinds else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ex = create_feature_extractor(model, paths, example_inputs=inputs, suppress_diff_warning=True)
@@ -305,15 +304,11 @@ def sweep_model(model, inputs, limit=SAMPLE):
         assert state.keys() == after.keys() and all(torch.equal(state[k], after[k]) for k in state)
     else:
         assert_unchanged(model, before)
-    return ex.strategy, len(paths)
-
-
-def _record(name, strategy, checked):
-    """With FXTRACT_EVERY_MODULE_REPORT=FILE, one JSON line per model swept (for the README's counts)."""
     report = os.environ.get("FXTRACT_EVERY_MODULE_REPORT")
-    if report:
+    if report and name:  # one JSON line per model swept, for the README's counts
         with open(report, "a") as f:
-            f.write(json.dumps({"model": name, "strategy": strategy, "paths": checked}) + "\n")
+            f.write(json.dumps({"model": name, "strategy": ex.strategy, "paths": len(paths)}) + "\n")
+    return ex.strategy, len(paths)
 
 
 def _corpus():
@@ -336,61 +331,15 @@ CORPUS = ["sum_branch", "tiny_dino", "deep_int", "int_level", "train_needs_targe
 @pytest.mark.parametrize("name", CORPUS)
 def test_sweep_untraceable_corpus(name):
     build, inputs = _corpus()[name]
-    strategy, checked = sweep_model(build(), inputs)
-    _record(name, strategy, checked)
+    strategy, checked = sweep_model(build(), inputs, name=name)
     assert checked > 0 and strategy in ("fx", "export", "hooks")
 
 
-def _real_corpus(name):
-    """The untraceable corpus's real models (tests/test_untraceable.py): (model, inputs)."""
-    import torchvision
-
-    torch.manual_seed(0)
-    if name == "fasterrcnn_mobilenet_v3_large_320_fpn":
-        model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-            weights=None, weights_backbone=None
-        )
-        return model, ([torch.rand(3, 160, 160)],)
-    if name == "raft_small":  # RAFT needs >= 128 px
-        return torchvision.models.optical_flow.raft_small(weights=None), (
-            torch.rand(1, 3, 128, 128),
-            torch.rand(1, 3, 128, 128),
-        )
-    transformers = pytest.importorskip("transformers")
-    ids = {"input_ids": torch.randint(0, 100, (2, 7))}
-    pixels = {"pixel_values": torch.randn(2, 3, 32, 32)}
-    vision = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-    vision.update(image_size=32, patch_size=8)
-    if name == "bert_tiny":
-        cfg = transformers.BertConfig(
-            vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-        )
-        return transformers.BertModel(cfg), {**ids, "attention_mask": torch.ones(2, 7, dtype=torch.long)}
-    if name == "gpt2_tiny":
-        cfg = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=16)
-        return transformers.GPT2Model(cfg), ids
-    if name == "vit_tiny":
-        return transformers.ViTModel(transformers.ViTConfig(**vision)), pixels
-    return transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vision)), pixels
-
-
-REAL_CORPUS = [
-    "fasterrcnn_mobilenet_v3_large_320_fpn",
-    "raft_small",
-    "bert_tiny",
-    "gpt2_tiny",
-    "vit_tiny",
-    "clip_vision_tiny",
-]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", REAL_CORPUS)
+@pytest.mark.parametrize("name", REAL_MODELS)
 def test_sweep_untraceable_corpus_real_models(name):
-    model, inputs = _real_corpus(name)
-    strategy, checked = sweep_model(model, inputs)
-    _record(name, strategy, checked)
-    assert checked > 0
+    model, inputs = build_real(name)
+    assert sweep_model(model, inputs, name=name)[1] > 0
 
 
 @pytest.mark.slow
@@ -400,9 +349,7 @@ def test_sweep_hf_zoo(name):
     from .models_hf import build_hf
 
     model, inputs = build_hf(name)
-    strategy, checked = sweep_model(model, inputs)
-    _record(name, strategy, checked)
-    assert checked > 0
+    assert sweep_model(model, inputs, name=name)[1] > 0
 
 
 @pytest.mark.slow
@@ -414,6 +361,4 @@ def test_sweep_timm(name):
     except Exception:
         pytest.skip(f"{name} is not in this timm")
     size = model.pretrained_cfg.get("input_size", (3, 224, 224))
-    strategy, checked = sweep_model(model, (torch.randn(1, *size),))
-    _record(name, strategy, checked)
-    assert checked > 0
+    assert sweep_model(model, (torch.randn(1, *size),), name=name)[1] > 0

@@ -362,7 +362,7 @@ def test_generated_sweep(chunk, gm, k):
 def _report_stats():
     yield
     report = os.environ.get("FXTRACT_SWEEP_REPORT")
-    if report:  # one file per xdist worker: REPORT.gw0, REPORT.gw1 (benchmarks/sweep_stats.py sums them)
+    if report:  # one file per xdist worker: REPORT.gw0, REPORT.gw1 (tests/sweep_stats.py sums them)
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         path = Path(f"{report}.{worker}" if worker else report)
         path.write_text(json.dumps(dict(STATS), indent=1, sort_keys=True))

@@ -51,23 +51,12 @@ def test_dino_vit_without_inputs_uses_hooks():
 
 
 def test_hf_bert_tiny():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
-    model = transformers.BertModel(cfg)
-    inputs = {
-        "input_ids": torch.randint(0, 100, (2, 7)),
-        "attention_mask": torch.ones(2, 7, dtype=torch.long),
-    }
+    model, inputs = U.build_real("bert_tiny")
     check(model, ["encoder", "encoder.layer.0", "encoder.layer.1.output"], inputs, "export")
 
 
 def test_hf_gpt2_tiny():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=16)
-    model = transformers.GPT2Model(cfg)
-    inputs = {"input_ids": torch.randint(0, 100, (2, 7))}
+    model, inputs = U.build_real("gpt2_tiny")
     ex = check(model, ["h.0.mlp", "h.1.attn.c_proj", "ln_f"], inputs, ANY_RUNTIME)
     assert ex.strategy in ("export", "hooks")
 
@@ -113,59 +102,34 @@ def _present(model, *paths):
 
 
 def test_hf_vit_and_clip_tiny():
-    transformers = pytest.importorskip("transformers")
-    vit = transformers.ViTModel(
-        transformers.ViTConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-        )
-    )
+    vit, pixels = U.build_real("vit_tiny")
     # transformers renamed the submodules across releases (4.x encoder.layer.0.output, 5.x layers.0.mlp)
     check(
         vit,
         [_present(vit, "encoder.layer.0.output", "layers.0.mlp"), "layernorm"],
-        {"pixel_values": torch.randn(2, 3, 32, 32)},
+        pixels,
         ANY_RUNTIME,
     )
-    clip = transformers.CLIPVisionModel(
-        transformers.CLIPVisionConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-        )
-    )
+    clip, pixels = U.build_real("clip_vision_tiny")
     check(
         clip,
         [
             _present(clip, "vision_model.encoder.layers.1.mlp", "encoder.layers.1.mlp"),
             _present(clip, "vision_model.post_layernorm", "post_layernorm"),
         ],
-        {"pixel_values": torch.randn(2, 3, 32, 32)},
+        pixels,
         ANY_RUNTIME,
     )
 
 
 def test_fasterrcnn_uses_hooks():
-    torchvision = pytest.importorskip("torchvision")
-    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-        weights=None, weights_backbone=None
-    ).eval()
-    images = [torch.rand(3, 160, 160)]
-    check(model, ["backbone.body", "backbone.fpn", "rpn.head"], (images,), "hooks")
+    model, images = U.build_real("fasterrcnn_mobilenet_v3_large_320_fpn")
+    check(model, ["backbone.body", "backbone.fpn", "rpn.head"], images, "hooks")
 
 
 def test_raft_small_uses_export():
-    torchvision = pytest.importorskip("torchvision")
-    model = torchvision.models.optical_flow.raft_small(weights=None).eval()
+    model, images = U.build_real("raft_small")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    images = (torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128))  # RAFT needs >= 128 px
     nodes = ["feature_encoder", "context_encoder", "update_block", "update_block_3"]
     check(model, nodes, images, "export")  # FX fails on its loop over flow updates
     pyramid = model.corr_block.corr_pyramid  # export did not leave fake tensors on the model

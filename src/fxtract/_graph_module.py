@@ -246,7 +246,7 @@ _use_count = getattr(torch._C, "_storage_Use_Count", None)  # private: without i
 
 
 def _storage_refs(t: torch.Tensor) -> int:
-    return _use_count(t.untyped_storage()._cdata) if _use_count is not None else sys.maxsize
+    return _use_count(t.untyped_storage()._cdata)
 
 
 def _probe_refs() -> tuple[int, int]:
@@ -257,7 +257,7 @@ def _probe_refs() -> tuple[int, int]:
     return callee(t)
 
 
-_LONE_REFS, _LONE_STORAGE_REFS = _probe_refs()
+_LONE_REFS, _LONE_STORAGE_REFS = _probe_refs() if _use_count is not None else (0, 0)
 _SAME_LAYOUT = (torch.contiguous_format, torch.channels_last)
 
 
@@ -282,7 +282,6 @@ def _writable_temporary(x: Any, y: Any) -> bool:
         layout_kept
         and torch.result_type(x, y) == x.dtype
         and (type(y) is not torch.Tensor or torch.broadcast_shapes(x.shape, y.shape) == x.shape)
-        and _use_count is not None
         and _storage_refs(x) <= _LONE_STORAGE_REFS
     )
 
@@ -306,7 +305,9 @@ def inference_module(module: nn.Module) -> nn.Module:
     operand is used by nothing else written into that operand; ``module`` itself when it is not an
     FX extractor, has hooks, or has no such add. It shares the parameters and buffers of ``module``.
     """
-    if not isinstance(module, DualGraphModule) or module._forward_hooks or module._forward_pre_hooks:
+    if _use_count is None or not isinstance(module, DualGraphModule):
+        return module
+    if module._forward_hooks or module._forward_pre_hooks:
         return module
     graph = copy.deepcopy(module.eval_graph)
     changed = False

@@ -169,13 +169,14 @@ def _shared_across_leaves(model: nn.Module, leaves: Iterable[str]) -> Optional[s
     for name, m in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(m), []).append(name)
     modules = dict(model.named_modules())
-    prefixes = [p for leaf in leaves if leaf in modules for p in paths[id(modules[leaf])]]
+    found = [leaf for leaf in leaves if leaf in modules]
+    prefixes = [p for leaf in found for p in paths[id(modules[leaf])]]
 
     def under(path: str) -> bool:
         return any(path.startswith(f"{p}.") for p in prefixes)
 
-    for leaf in leaves:
-        for m in modules[leaf].modules() if leaf in modules else ():
+    for leaf in found:
+        for m in modules[leaf].modules():
             if m is modules[leaf]:
                 continue
             outside = [p for p in paths[id(m)] if not under(p)]
